@@ -1,0 +1,93 @@
+"""The composition root of the core: builds store, auth, service, scheduler and API in order,
+and tears them down in reverse, also on errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+from core.api import Guard, create_app
+from core.api.server import ApiServer
+from core.auth import AgentAuth, KeyRingFile
+from core.clock import Clock, SystemClock
+from core.config import Config
+from core.events import EventBus
+from core.keyring import check_single_source
+from core.metrics import Metrics
+from core.scheduler import RuntimePool, Scheduler
+from core.service import FleetService
+from core.store.db import Database
+
+
+class Fleet:
+    """Everything `fleetbot run` needs but the bot. `async with Fleet(config, env) as fleet:`."""
+
+    def __init__(
+        self,
+        config: Config,
+        env: Mapping[str, str],
+        clock: Clock | None = None,
+        *,
+        serve_api: bool = True,
+        periodic: bool = True,
+        sweep_interval: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.env = env
+        self.clock = clock or SystemClock()
+        self.serve_api = serve_api
+        self.periodic = periodic
+        self.sweep_interval = sweep_interval
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Fleet:
+        try:
+            await self._build()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _build(self) -> None:
+        cfg = self.config
+        check_single_source(cfg.auth.keyring, self.env)
+        self.events = EventBus()
+        self.db = await self._stack.enter_async_context(Database(cfg.storage.path))
+        self.keyring = KeyRingFile(cfg.auth.keyring)
+        self.auth = AgentAuth(self.keyring, cfg.auth, self.clock)
+        self.service = FleetService(
+            self.db, cfg, self.clock, self.events, token_check=self.auth.check_file
+        )
+        await self.service.sync_config()
+        self.metrics = Metrics()
+        self.guard = Guard(self.service, self.auth, self.metrics)
+        self.app = create_app(self.service, self.guard, self.metrics)
+        self.server: ApiServer | None = None
+        api_url = cfg.api.url
+        if self.serve_api:
+            self.server = ApiServer(self.app, cfg.api.host, cfg.api.port)
+            await self._stack.enter_async_context(self.server)
+            api_url = cfg.api.public_url or self.server.url
+        self.api_url = api_url
+        self.runtimes = RuntimePool(self.env, self.service)
+        self._stack.push_async_callback(self.runtimes.aclose)
+        self.scheduler = Scheduler(
+            self.service,
+            self.runtimes,
+            self.clock,
+            auth=self.auth,
+            api_url=api_url,
+            sweep_interval=self.sweep_interval,
+            wake_on_assign=cfg.defaults.wake_on_assign,
+        )
+        self._stack.push_async_callback(self.scheduler.aclose)
+        await self.scheduler.start(periodic=self.periodic)
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,176 @@
+"""The nouns of the fleet: statuses as string enums, and the records the store hands out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class AgentStatus(StrEnum):
+    IDLE = "idle"  # ready for its next heartbeat
+    RUNNING = "running"  # has a live run
+    PAUSED = "paused"  # heartbeats off, by the owner or by budget
+    ERROR = "error"  # last run failed; not woken until reset (or auto-reset)
+    UNAUTHENTICATED = "unauthenticated"  # its token does not verify; not woken until fixed
+
+
+class IssueStatus(StrEnum):
+    TODO = "todo"  # filed, waiting for its agent
+    IN_PROGRESS = "in_progress"  # an agent has started on it
+    IN_REVIEW = "in_review"  # the agent is done; a human or reviewer checks it
+    DONE = "done"  # terminal
+    BLOCKED = "blocked"  # cannot go on: budget spent, or the agent said so
+    CANCELLED = "cancelled"  # terminal
+
+    @property
+    def terminal(self) -> bool:
+        return self in (IssueStatus.DONE, IssueStatus.CANCELLED)
+
+
+TERMINAL_ISSUE_STATUSES = frozenset({IssueStatus.DONE, IssueStatus.CANCELLED})
+OPEN_ISSUE_STATUSES = frozenset(set(IssueStatus) - TERMINAL_ISSUE_STATUSES)
+# Statuses an agent still has work in: what its inbox shows and a heartbeat may dispatch.
+WORKABLE_ISSUE_STATUSES = frozenset({IssueStatus.TODO, IssueStatus.IN_PROGRESS})
+
+# The issue status graph. `blocked` and `cancelled` are reachable from every open state;
+# in_progress -> done is allowed because most agents finish without a review step;
+# in_review -> in_progress sends work back; blocked -> todo is "retry".
+ISSUE_TRANSITIONS: dict[IssueStatus, frozenset[IssueStatus]] = {
+    IssueStatus.TODO: frozenset(
+        {IssueStatus.IN_PROGRESS, IssueStatus.BLOCKED, IssueStatus.CANCELLED}
+    ),
+    IssueStatus.IN_PROGRESS: frozenset(
+        {IssueStatus.IN_REVIEW, IssueStatus.DONE, IssueStatus.BLOCKED, IssueStatus.CANCELLED}
+    ),
+    IssueStatus.IN_REVIEW: frozenset(
+        {IssueStatus.DONE, IssueStatus.IN_PROGRESS, IssueStatus.BLOCKED, IssueStatus.CANCELLED}
+    ),
+    IssueStatus.BLOCKED: frozenset({IssueStatus.TODO, IssueStatus.CANCELLED}),
+    IssueStatus.DONE: frozenset(),
+    IssueStatus.CANCELLED: frozenset(),
+}
+
+
+def transition_allowed(current: IssueStatus, new: IssueStatus) -> bool:
+    return new in ISSUE_TRANSITIONS[current]
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"  # dispatched, not finished
+    SUCCEEDED = "succeeded"  # the agent finished it
+    FAILED = "failed"  # the runtime or the agent failed
+    TIMED_OUT = "timed_out"  # past its deadline
+    CANCELLED = "cancelled"  # stopped by an operator
+    INTERRUPTED = "interrupted"  # fleetbot restarted under it
+
+
+class RunOutcome(StrEnum):
+    """What an agent reports when it finishes a run."""
+
+    DONE = "done"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+
+
+class HeartbeatOutcome(StrEnum):
+    DISPATCHED = "dispatched"  # work found, a run opened: one LLM call
+    NO_WORK = "no_work"  # empty inbox: no runtime called, one LLM call saved
+    PAUSED = "paused"  # skipped: agent paused
+    ERROR = "error"  # skipped: agent in error
+    UNAUTHENTICATED = "unauthenticated"  # skipped: token does not verify
+    BUSY = "busy"  # skipped: agent already has a live run
+
+
+class AuthReason(StrEnum):
+    """Why a token did not verify: the machine code in 401 bodies and agent statuses."""
+
+    MISSING_TOKEN = "missing_token"
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_KEY = "unknown_key"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    WRONG_AUDIENCE = "wrong_audience"
+    MISSING_FILE = "missing_file"
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    id: str
+    name: str
+    prefix: str
+    chat: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    company_id: str
+    name: str
+    role: str
+    reports_to: str | None
+    status: AgentStatus
+    reason: str
+    reason_code: str
+    status_changed_at: float
+    model: str
+    heartbeat_seconds: float
+    next_heartbeat_at: float
+    token_version: int
+    skills: tuple[str, ...]
+    max_turns: int
+    run_timeout_seconds: float
+    runtime: dict[str, Any] = field(default_factory=dict)
+    last_seen_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    id: str
+    company_id: str
+    number: int
+    title: str
+    body: str
+    status: IssueStatus
+    assignee_id: str | None
+    created_by: str
+    model: str | None
+    attempts: int
+    max_attempts: int
+    lease_run_id: str | None
+    lease_until: float | None
+    not_before: float | None
+    reason: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    id: int
+    issue_id: str
+    author: str
+    body: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    agent_id: str
+    issue_id: str | None
+    status: RunStatus
+    reason: str
+    reason_code: str
+    started_at: float
+    deadline: float
+    ended_at: float | None
+    turns: int
+    max_turns: int
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    model: str
+    summary: str
+    last_progress_at: float

@@ -1,0 +1,46 @@
+"""Agent runtimes: one small module per kind behind `Runtime`, built by `build_runtime`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import assert_never
+
+from core.config import HttpRuntime, OpenClawRuntime, ProcessRuntime, SimulatedRuntime
+from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult, RunReporter, Runtime
+from core.runtimes.http import AgentReply, HttpAgentRuntime
+from core.runtimes.openclaw import OpenClawAgentRuntime
+from core.runtimes.process import ProcessAgentRuntime
+from core.runtimes.simulated import SimulatedAgentRuntime
+
+__all__ = [
+    "ACCEPTED",
+    "AgentReply",
+    "Dispatch",
+    "DispatchResult",
+    "HttpAgentRuntime",
+    "OpenClawAgentRuntime",
+    "ProcessAgentRuntime",
+    "RunReporter",
+    "Runtime",
+    "SimulatedAgentRuntime",
+    "build_runtime",
+]
+
+
+def build_runtime(
+    config: HttpRuntime | OpenClawRuntime | ProcessRuntime | SimulatedRuntime,
+    env: Mapping[str, str],
+    reporter: RunReporter,
+) -> Runtime:
+    """The runtime for one agent's `runtime:` config; the caller owns it and must `aclose()` it."""
+    match config:
+        case HttpRuntime():
+            return HttpAgentRuntime(config, env)
+        case OpenClawRuntime():
+            return OpenClawAgentRuntime(config, env)
+        case ProcessRuntime():
+            return ProcessAgentRuntime(config, env)
+        case SimulatedRuntime():
+            return SimulatedAgentRuntime(config, reporter)
+        case _:
+            assert_never(config)

@@ -1,0 +1,91 @@
+"""How the core wakes an agent that has work: one small class per kind behind `Runtime`.
+
+A runtime gets a `Dispatch` (everything the agent needs for one run) and either hands the run
+over (http, openclaw: the agent reports back through the API) or sees it through to the end
+(process, simulated). Every failure is raised as a core.errors.AgentFailure subclass whose
+message says precisely what went wrong; the scheduler turns it into a failed run and an agent
+in `error` with that reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from core.models import RunOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    run_id: str
+    agent_id: str
+    agent_name: str
+    company_id: str
+    issue: dict[str, Any]  # id, title, body, status
+    api_url: str
+    token: str = field(repr=False)  # short-lived per-run token; never logged
+    token_file: Path | None
+    model: str
+    max_turns: int
+    skills: tuple[str, ...]
+    deadline: float  # epoch seconds
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON the http runtime posts (the design's contract)."""
+        return {
+            "run_id": self.run_id,
+            "agent_id": self.agent_id,
+            "company_id": self.company_id,
+            "issue": self.issue,
+            "api_url": self.api_url,
+            "token": self.token,
+            "model": self.model,
+            "max_turns": self.max_turns,
+            "skills": list(self.skills),
+            "deadline": self.deadline,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    """What came back. `finished` means the run is over once dispatch returns."""
+
+    finished: bool
+    outcome: RunOutcome | None = None  # None with finished=True: ended well, no verdict given
+    summary: str = ""
+
+
+ACCEPTED = DispatchResult(finished=False)
+
+
+class RunReporter(Protocol):
+    """What an in-process agent (the simulated runtime) may call, as a real agent would the API."""
+
+    async def report_usage(
+        self,
+        run_id: str,
+        agent_id: str,
+        *,
+        turns: int,
+        input_tokens: int,
+        output_tokens: int,
+        cost: float,
+        model: str | None = None,
+    ) -> object: ...
+
+    async def finish_run(
+        self, run_id: str, agent_id: str, outcome: RunOutcome, summary: str
+    ) -> object: ...
+
+
+class Runtime(ABC):
+    kind: str
+
+    @abstractmethod
+    async def dispatch(self, job: Dispatch) -> DispatchResult:
+        """Wake the agent for `job`; raise AgentFailure with a precise reason on failure."""
+
+    async def aclose(self) -> None:  # noqa: B027  (most runtimes own nothing)
+        """Release what the runtime owns (clients, processes). Idempotent."""

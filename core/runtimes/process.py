@@ -1,0 +1,241 @@
+"""The `process` runtime: run a command per dispatch and see it through, bounded by the deadline.
+
+No shell is involved: `command` is an argv list. The child gets a minimal environment (PATH, HOME
+and LANG from fleetbot's env, then the runtime's `env`, then FLEETBOT_*), runs in a session of its
+own so the whole process group can be signalled, and has its output drained concurrently into
+small tail buffers so a chatty child never blocks on a full pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Self
+
+from core.config import ProcessRuntime
+from core.errors import AgentFailure, AgentTimeout, ProcessFailed
+from core.runtimes.base import Dispatch, DispatchResult, Runtime
+
+TAIL_BYTES = 4096
+LINE_CHARS = 200
+_BASE_ENV = ("PATH", "HOME", "LANG")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+class _Tail:
+    """The last TAIL_BYTES of a stream, and whether anything before them was dropped."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.dropped = False
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > TAIL_BYTES:
+            del self.data[:-TAIL_BYTES]
+            self.dropped = True
+
+    def last_line(self, secret: str) -> str:
+        """The last non-empty line, printable, ≤ 200 chars, with `secret` redacted."""
+        lines = [line.strip() for line in self.data.decode("utf-8", "replace").splitlines()]
+        if self.dropped and len(lines) > 1:
+            lines = lines[1:]  # cut short, it might start with the second half of a split secret
+        lines = [line for line in lines if line]
+        if not lines:
+            return ""
+        line = lines[-1].replace(secret, "[redacted]") if secret else lines[-1]
+        line = " ".join(_UNPRINTABLE.sub(" ", line).split())
+        # Keep the end: a lone line longer than the tail was cut at its start, not its end.
+        return line if len(line) <= LINE_CHARS else "…" + line[-(LINE_CHARS - 1) :]
+
+
+async def _drain(stream: asyncio.StreamReader | None, tail: _Tail) -> None:
+    if stream is None:
+        return
+    while chunk := await stream.read(65536):
+        tail.add(chunk)
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    # start_new_session=True made the child a group leader, so its pid is the group id.
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is already gone
+        os.killpg(proc.pid, sig)
+
+
+class ProcessAgentRuntime(Runtime):
+    """Runs `command` once per dispatch; exit 0 ends the run well, anything else fails it."""
+
+    kind = "process"
+
+    def __init__(
+        self,
+        config: ProcessRuntime,
+        env: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._env = env
+        self._clock = clock
+        self._name = config.command[0]
+        self._live: set[asyncio.subprocess.Process] = set()
+        self._closed = False
+
+    def child_env(self, job: Dispatch) -> dict[str, str]:
+        """The child's whole environment: nothing else of fleetbot's leaks into it."""
+        env = {key: self._env[key] for key in _BASE_ENV if key in self._env}
+        env.update(self._config.env)
+        env.update(
+            FLEETBOT_API_URL=job.api_url,
+            FLEETBOT_RUN_ID=job.run_id,
+            FLEETBOT_AGENT_ID=job.agent_id,
+            FLEETBOT_ISSUE_ID=str(job.issue.get("id", "")),
+            FLEETBOT_TOKEN=job.token,
+            FLEETBOT_MODEL=job.model,
+            FLEETBOT_MAX_TURNS=str(job.max_turns),
+            FLEETBOT_DEADLINE=str(job.deadline),
+        )
+        if job.token_file is not None:
+            env["FLEETBOT_TOKEN_FILE"] = str(job.token_file)
+        return env
+
+    async def dispatch(self, job: Dispatch) -> DispatchResult:
+        """Run the command until it exits or the deadline; raise on anything but exit 0."""
+        if self._closed:
+            raise AgentFailure("the process runtime was closed; fleetbot is shutting down.")
+        left = job.deadline - self._clock()
+        if left <= 0:
+            raise AgentTimeout(
+                f"run {job.run_id} reached its deadline before process {self._name} started; "
+                "check the run timeout and whether dispatches are queueing up."
+            )
+        proc = await self._spawn(job)
+        self._live.add(proc)
+        out, err = _Tail(), _Tail()
+        drains = [
+            asyncio.create_task(_drain(proc.stdout, out)),
+            asyncio.create_task(_drain(proc.stderr, err)),
+        ]
+        try:
+            try:
+                # On 3.11 wait() also waits for the pipes to close, i.e. for the whole group.
+                await asyncio.wait_for(proc.wait(), left)
+            except TimeoutError:
+                if proc.returncode is None:
+                    killed = await self._stop(proc)
+                    grace = self._config.kill_grace
+                    stopped = f", then SIGKILL after {grace:g} s" if killed else " and it stopped"
+                    last = err.last_line(job.token)
+                    raise AgentTimeout(
+                        f"process {self._name} was still running at its deadline; sent SIGTERM"
+                        f"{stopped}{f' (last stderr: {last})' if last else ''}; "
+                        "raise the run timeout or make the agent finish sooner."
+                    ) from None
+                # The child exited, but something it left in its group still holds the pipes.
+                await self._stop(proc)
+        except asyncio.CancelledError:
+            await self._stop(proc)
+            raise
+        finally:
+            self._live.discard(proc)
+            await _settle(drains)
+        return self._verdict(proc, err, job)
+
+    def _verdict(
+        self, proc: asyncio.subprocess.Process, err: _Tail, job: Dispatch
+    ) -> DispatchResult:
+        code = proc.returncode
+        if code == 0:
+            return DispatchResult(finished=True)
+        if self._closed:
+            raise AgentFailure(
+                f"process {self._name} was stopped because fleetbot is shutting down."
+            )
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        last = err.last_line(job.token) or "(nothing on stderr)"
+        raise ProcessFailed(f"process {self._name} {how}: {last}")
+
+    async def _spawn(self, job: Dispatch) -> asyncio.subprocess.Process:
+        cwd = self._config.cwd
+        if cwd is not None and not cwd.is_dir():
+            raise ProcessFailed(
+                f"process {self._name} cannot start: its working directory {cwd} does not exist; "
+                "create it or fix `cwd` in the agent's runtime config."
+            )
+        try:
+            return await asyncio.create_subprocess_exec(
+                *self._config.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=cwd,
+                env=self.child_env(job),
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise ProcessFailed(
+                f"command {self._name} was not found; install it, or give its full path as the "
+                "first item of `command` in the agent's runtime config."
+            ) from exc
+        except PermissionError as exc:
+            raise ProcessFailed(
+                f"command {self._name} is not executable; run `chmod +x` on it or check the "
+                "permissions of the folders on its path."
+            ) from exc
+        except OSError as exc:
+            raise ProcessFailed(
+                f"command {self._name} could not start ({exc.strerror or exc}); check that it is "
+                "a program for this machine."
+            ) from exc
+
+    async def _stop(self, proc: asyncio.subprocess.Process) -> bool:
+        """SIGTERM the group, allow kill_grace, then SIGKILL it; True if it outlived the grace."""
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), self._config.kill_grace)
+            outlived = False
+        except TimeoutError:
+            outlived = True
+        finally:
+            # Always, even when cancelled again: stragglers in the group must not outlive the run.
+            _signal_group(proc, signal.SIGKILL)
+        # A descendant that left the group may still hold the pipes; there is nothing to signal.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), max(self._config.kill_grace, 1.0))
+        return outlived
+
+    async def aclose(self) -> None:
+        """Stop every child still running. Idempotent."""
+        self._closed = True
+        await asyncio.gather(*(self._stop(proc) for proc in list(self._live)))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def _settle(drains: list[asyncio.Task[None]]) -> None:
+    """Let the drains read to EOF briefly, then cancel any a straggler keeps open."""
+    _done, pending = await asyncio.wait(drains, timeout=1.0)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

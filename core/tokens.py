@@ -1,0 +1,173 @@
+"""Agent tokens: JWTs signed by the key ring's active key, verified with a machine reason.
+
+`TokenAuthority.verify` checks what a token alone can prove (format, key, signature, expiry,
+audience). Whether the agent still exists and the token's version is current needs the store:
+see core.auth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from core.errors import TokenInvalid
+from core.keyring import KeyRing
+from core.models import Agent, AuthReason
+from core.secretfile import write_secret
+
+LEEWAY = 30.0  # seconds of clock skew tolerated on iat/exp
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    sub: str
+    company: str
+    role: str
+    skills: tuple[str, ...]
+    tv: int
+    iat: int
+    exp: int
+    kid: str
+    run: str | None = None
+
+
+def _fail(code: AuthReason, message: str) -> TokenInvalid:
+    return TokenInvalid(message, code=code.value)
+
+
+class TokenAuthority:
+    """Signs and verifies agent tokens against one key ring."""
+
+    def __init__(self, keyring: KeyRing, *, issuer: str, audience: str) -> None:
+        self.keyring = keyring
+        self.issuer = issuer
+        self.audience = audience
+
+    def issue(self, agent: Agent, now: float, ttl: float, run_id: str | None = None) -> str:
+        key = self.keyring.active
+        claims: dict[str, Any] = {
+            "sub": agent.id,
+            "company": agent.company_id,
+            "role": agent.role,
+            "skills": list(agent.skills),
+            "tv": agent.token_version,
+            "iat": int(now),
+            "exp": int(now + ttl),
+            "iss": self.issuer,
+            "aud": self.audience,
+        }
+        if run_id is not None:
+            claims["run"] = run_id
+        return jwt.encode(claims, key.secret, algorithm=key.alg, headers={"kid": key.kid})
+
+    def verify(self, token: str, now: float) -> Claims:
+        """Claims of a token that verifies; otherwise TokenInvalid with `.code` set."""
+        if not token:
+            raise _fail(AuthReason.MISSING_TOKEN, "no token was presented")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise _fail(AuthReason.MALFORMED, "the token is not a JWT") from None
+        kid = header.get("kid")
+        alg = header.get("alg")
+        if not isinstance(kid, str) or not kid:
+            raise _fail(AuthReason.MALFORMED, "the token has no key id (kid) in its header")
+        key = self.keyring.get(kid)
+        if key is None or not key.verifies_at(now):
+            raise _fail(
+                AuthReason.UNKNOWN_KEY,
+                f"the token was signed with key {kid!r}, which this key ring does not "
+                "(or no longer) hold; re-issue it with `fleetbot tokens rotate`",
+            )
+        if alg != key.alg:
+            # Covers alg=none and algorithm confusion: the key decides the algorithm.
+            raise _fail(AuthReason.BAD_SIGNATURE, f"the token claims algorithm {alg!r}")
+        try:
+            raw = jwt.decode(
+                token,
+                key.secret,
+                algorithms=[key.alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY,
+                options={
+                    "require": ["sub", "exp", "iat", "iss", "aud"],
+                    "verify_exp": False,  # checked below against the injected clock
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise _fail(AuthReason.BAD_SIGNATURE, "the token's signature does not match") from None
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+            raise _fail(AuthReason.WRONG_AUDIENCE, "the token is not meant for this API") from None
+        except jwt.InvalidTokenError:
+            raise _fail(AuthReason.MALFORMED, "the token's claims are unreadable") from None
+        try:
+            claims = Claims(
+                sub=_str(raw["sub"]),
+                company=_str(raw["company"]),
+                role=_str(raw["role"]),
+                skills=tuple(_str(s) for s in _list(raw.get("skills", []))),
+                tv=_int(raw["tv"]),
+                iat=_int(raw["iat"]),
+                exp=_int(raw["exp"]),
+                kid=kid,
+                run=_str(raw["run"]) if raw.get("run") is not None else None,
+            )
+        except (KeyError, TypeError):
+            raise _fail(AuthReason.MALFORMED, "the token lacks fleetbot's claims") from None
+        if now > claims.exp + LEEWAY:
+            raise _fail(AuthReason.EXPIRED, "the token has expired; re-issue it")
+        if claims.iat > now + LEEWAY:
+            raise _fail(AuthReason.MALFORMED, "the token was issued in the future")
+        return claims
+
+
+def _str(v: object) -> str:
+    if not isinstance(v, str):
+        raise TypeError
+    return v
+
+
+def _int(v: object) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError
+    return v
+
+
+def _list(v: object) -> list[object]:
+    if not isinstance(v, list):
+        raise TypeError
+    return v
+
+
+def token_path(token_dir: Path, agent_id: str) -> Path:
+    return token_dir / f"{agent_id}.jwt"
+
+
+def write_token_file(token_dir: Path, agent_id: str, token: str, *, fsync: bool = True) -> Path:
+    path = token_path(token_dir, agent_id)
+    write_secret(path, token + "\n", fsync=fsync)
+    return path
+
+
+def read_token_file(token_dir: Path, agent_id: str) -> str:
+    path = token_path(token_dir, agent_id)
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise _fail(
+            AuthReason.MISSING_FILE,
+            f"no token file at {path}; re-issue it with "
+            f"`fleetbot tokens rotate --agent {agent_id}`",
+        ) from None
+    except OSError as exc:
+        raise _fail(
+            AuthReason.MISSING_FILE, f"cannot read {path} ({exc.strerror}); check its owner"
+        ) from None
+    if not text:
+        raise _fail(AuthReason.MALFORMED, f"the token file {path} is empty")
+    return text
