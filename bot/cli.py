@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+from core.auth import AgentAuth, KeyRingFile
 from core.clock import SystemClock
 from core.config import Config, load_config
 from core.errors import FleetbotError
+from core.events import EventBus
 from core.keyring import KeyRing, check_single_source
+from core.service import FleetService
+from core.store.db import Database
 
 EXAMPLE = Path(__file__).with_name("config.example.yaml")
 DEFAULT_CONFIG = "config.yaml"
@@ -30,6 +36,12 @@ def _add_config(p: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         help=f"config file (default: $FLEETBOT_CONFIG or ./{DEFAULT_CONFIG})",
+    )
+
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="one line per agent, not just failures"
     )
 
 
@@ -51,19 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate the config and self-test every agent's token")
     _add_config(p)
+    _add_verbose(p)
 
     p = sub.add_parser("tokens", help="rotate or verify agent tokens")
     tsub = p.add_subparsers(dest="tokens_command", metavar="ACTION")
     tsub.required = True
     r = tsub.add_parser("rotate", help="new signing key and tokens for all (or one) agent")
     _add_config(r)
+    _add_verbose(r)
     r.add_argument("--agent", metavar="ID", help="rotate only this agent's token (revokes it)")
     v = tsub.add_parser("verify", help="self-test every agent's token file")
     _add_config(v)
+    _add_verbose(v)
+    j = tsub.add_parser("jwks", help="print the public keys (EdDSA) for services that verify")
+    _add_config(j)
 
     p = sub.add_parser("demo", help="offline: a simulated fleet and a chat you can type into")
     p.add_argument("--db", metavar="FILE", help="keep the demo database here (default: temp)")
-    p.add_argument("--speed", type=float, default=1.0, help="run the fleet's time this much faster")
     return parser
 
 
@@ -72,23 +88,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     env = dict(os.environ)
-    logs.setup(env.get("FLEETBOT_LOG_LEVEL", "WARNING" if args.command == "demo" else "INFO"))
+    # One-shot commands print their own report; the log only adds warnings to it.
+    quiet = args.command in ("demo", "init", "check", "tokens")
+    logs.setup(env.get("FLEETBOT_LOG_LEVEL", "WARNING" if quiet else "INFO"))
     try:
         if args.command == "init":
             return cmd_init(Path(args.dir), force=args.force, env=env)
         if args.command == "check":
-            return asyncio.run(cmd_check(_load(args.config, env), env))
+            return asyncio.run(cmd_check(_load(args.config, env), env, verbose=args.verbose))
         if args.command == "tokens":
             config = _load(args.config, env)
             if args.tokens_command == "verify":
-                return asyncio.run(cmd_check(config, env))
-            return asyncio.run(cmd_rotate(config, env, args.agent))
+                return asyncio.run(cmd_check(config, env, verbose=args.verbose))
+            if args.tokens_command == "jwks":
+                return asyncio.run(cmd_jwks(config, env))
+            return asyncio.run(cmd_rotate(config, env, args.agent, verbose=args.verbose))
         if args.command == "run":
             return asyncio.run(cmd_run(_load(args.config, env), env, with_bot=not args.no_bot))
         if args.command == "demo":
             from bot.demo import run_demo
 
-            return asyncio.run(run_demo(db_path=args.db, speed=args.speed))
+            db = Path(args.db).resolve() if args.db else None
+            return asyncio.run(run_demo(db_path=db))
     except FleetbotError as exc:
         print(f"fleetbot: {exc.message}", file=sys.stderr)
         return 2
@@ -110,7 +131,7 @@ def cmd_init(folder: Path, *, force: bool, env: Mapping[str, str]) -> int:
         shutil.copyfile(EXAMPLE, target)
         print(f"wrote {target}")
     config = load_config(target, env)
-    check_single_source(config.auth.keyring, env)
+    check_single_source(config.auth.keyring, env, token_dir=config.auth.token_dir)
     if config.auth.keyring.exists():
         KeyRing.load(config.auth.keyring)
         print(f"kept {config.auth.keyring} (exists)")
@@ -118,59 +139,113 @@ def cmd_init(folder: Path, *, force: bool, env: Mapping[str, str]) -> int:
         KeyRing.create(config.auth.keyring, SystemClock().now(), config.auth.algorithm)
         print(f"wrote {config.auth.keyring} (mode 0600)")
     config.auth.token_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    report = asyncio.run(_issue_missing_tokens(config, env))
-    print(report)
+    ok = asyncio.run(_init_tokens(config, env))
     print(
         "\nNext: put your Telegram user id in telegram.owners, export "
         f"{config.telegram.token_env}=<token from @BotFather>, then `fleetbot check` and "
         "`fleetbot run`. No token yet? Try `fleetbot demo`."
     )
-    return 0
+    return 0 if ok else 1
 
 
-async def _issue_missing_tokens(config: Config, env: Mapping[str, str]) -> str:
-    from core.fleet import Fleet
+@asynccontextmanager
+async def _auth_desk(
+    config: Config, env: Mapping[str, str]
+) -> AsyncIterator[tuple[FleetService, AgentAuth]]:
+    """What init, check and tokens need: the store, the key ring and the service. No
+    scheduler and no API, so running them next to `fleetbot run` never touches its runs."""
+    check_single_source(config.auth.keyring, env, token_dir=config.auth.token_dir)
+    clock = SystemClock()
+    auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
+    async with Database(config.storage.path) as db:
+        service = FleetService(db, config, clock, EventBus(), token_check=auth.check_file)
+        await service.sync_config()
+        yield service, auth
 
-    async with Fleet(config, env, serve_api=False, periodic=False) as fleet:
-        written = 0
-        for agent in await fleet.service.agents():
-            if not fleet.auth.token_file(agent.id).exists():
-                fleet.auth.issue(agent)
-                written += 1
-        total = len(await fleet.service.agents())
-    return f"tokens: wrote {written}, kept {total - written}, in {config.auth.token_dir}"
+
+async def _init_tokens(config: Config, env: Mapping[str, str]) -> bool:
+    from core.rotation import issue_missing, self_test_async
+
+    async with _auth_desk(config, env) as (service, auth):
+        agents = await service.agents()
+        written = await issue_missing(auth, agents)
+        report = await self_test_async(auth, agents)
+    print(
+        f"tokens: wrote {len(written)}, kept {len(agents) - len(written)}, "
+        f"in {config.auth.token_dir}"
+    )
+    print("\n".join(report.lines()))
+    return report.ok
 
 
-async def cmd_check(config: Config, env: Mapping[str, str]) -> int:
-    from core.fleet import Fleet
-    from core.rotation import self_test
+async def cmd_check(config: Config, env: Mapping[str, str], *, verbose: bool = False) -> int:
+    """Config, key ring and every agent's token file; exit 0 only if every agent passes."""
+    from core.rotation import self_test_async
 
     agents = sum(len(c.agents) for c in config.companies)
     print(f"config ok: {len(config.companies)} companies, {agents} agents")
-    async with Fleet(config, env, serve_api=False, periodic=False) as fleet:
-        report = self_test(fleet.auth, await fleet.service.agents())
-    print(f"key ring ok: {config.auth.keyring} (active key {report.kid})")
-    print("\n".join(report.lines()))
+    async with _auth_desk(config, env) as (service, auth):
+        ring = auth.keyring.ring
+        now = service.clock.now()
+        grace = [k for k in ring.verifying(now) if k is not ring.active]
+        extra = "".join(
+            f"; {k.kid} verifies until {_when(k.verify_until)}"
+            for k in grace
+            if k.verify_until is not None
+        )
+        active = ring.active
+        print(f"key ring ok: {config.auth.keyring} (active key {active.kid}, {active.alg}{extra})")
+        if ring.active.alg != config.auth.algorithm:
+            print(
+                f"note: auth.algorithm is {config.auth.algorithm} but the active key is "
+                f"{ring.active.alg}; `fleetbot tokens rotate` switches to {config.auth.algorithm}"
+            )
+        report = await self_test_async(auth, await service.agents())
+    print("\n".join(report.lines(verbose=verbose)))
     return 0 if report.ok else 1
 
 
-async def cmd_rotate(config: Config, env: Mapping[str, str], agent_id: str | None) -> int:
-    from core.fleet import Fleet
+def _when(ts: float) -> str:
+    from core.clock import utc
+
+    return utc(ts).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def cmd_rotate(
+    config: Config, env: Mapping[str, str], agent_id: str | None, *, verbose: bool = False
+) -> int:
     from core.rotation import rotate_agent, rotate_all
 
-    async with Fleet(config, env, serve_api=False, periodic=False) as fleet:
+    async with _auth_desk(config, env) as (service, auth):
         if agent_id:
-            check = await rotate_agent(fleet.auth, fleet.service, agent_id, "cli")
+            check = await rotate_agent(auth, service, agent_id, "cli")
             if check.ok:
-                print(f"{check.agent_id}: new token written; the old one is revoked")
+                path = auth.token_file(check.agent_id)
+                print(f"{check.agent_id}: new token written to {path}; the old one is revoked")
                 return 0
-            print(f"{check.agent_id}: {check.code} — {check.message}")
+            print(check.line().strip())
             return 1
-        report = await rotate_all(fleet.auth, fleet.service, "cli")
+        report = await rotate_all(auth, service, "cli")
     grace = config.auth.rotation_grace
     print(f"new active key {report.kid}; the previous key verifies for {grace:.0f}s more")
-    print("\n".join(report.lines()))
+    print("\n".join(report.lines(verbose=verbose)))
     return 0 if report.ok else 1
+
+
+async def cmd_jwks(config: Config, env: Mapping[str, str]) -> int:
+    """The public keys of the verifying EdDSA keys, for services that check agent tokens."""
+    check_single_source(config.auth.keyring, env, token_dir=config.auth.token_dir)
+    ring = KeyRingFile(config.auth.keyring).ring
+    jwks = ring.public_jwks(SystemClock().now())
+    if not jwks["keys"]:
+        print(
+            "fleetbot: the key ring holds no EdDSA key; HS256 keys are shared secrets with no "
+            "public half. Set auth.algorithm: EdDSA and run `fleetbot tokens rotate` first.",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(jwks, indent=2))
+    return 0
 
 
 async def cmd_run(config: Config, env: Mapping[str, str], *, with_bot: bool) -> int:
@@ -188,7 +263,9 @@ async def cmd_run(config: Config, env: Mapping[str, str], *, with_bot: bool) -> 
             from bot.runner import BotRunner
 
             async with BotRunner(fleet, env):
-                log.info("fleetbot running: API at %s, bot polling", fleet.api_url)
+                log.info(
+                    "fleetbot running: API at %s, bot (%s)", fleet.api_url, config.telegram.mode
+                )
                 await stop.wait()
         else:
             log.info("fleetbot running without the bot: API at %s", fleet.api_url)

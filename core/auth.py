@@ -7,25 +7,77 @@ can be revoked alone), and a run token may act only on its own run.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from core.clock import Clock
 from core.config import AuthConfig
 from core.errors import KeyRingError, NotYourRun, TokenInvalid
 from core.keyring import KeyRing
 from core.models import Agent, AuthReason
+from core.secretfile import locked
 from core.tokens import Claims, TokenAuthority, read_token_file, token_path, write_token_file
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ROTATE_ONE = "`fleetbot tokens rotate --agent {a}` (or /rotate {a} in the chat)"
+ROTATE_ALL = "`fleetbot tokens rotate` (or /rotate all in the chat)"
+# Per reason: what it means (for the operator) and the fix. Reasons marked fleet-wide usually
+# hit every agent at once, and one rotate-all fixes them all.
+REASONS: dict[str, tuple[str, str]] = {
+    AuthReason.MISSING_FILE: ("the agent has no token file", ROTATE_ONE),
+    AuthReason.MALFORMED: ("the token is not a fleetbot token (edited or cut short)", ROTATE_ONE),
+    AuthReason.BAD_SIGNATURE: (
+        "signed with a secret the key ring does not hold (made outside fleetbot?)",
+        ROTATE_ALL,
+    ),
+    AuthReason.UNKNOWN_KEY: (
+        "signed by a key this key ring lacks or has retired (another key ring, or older "
+        "than the rotation grace)",
+        ROTATE_ALL,
+    ),
+    AuthReason.EXPIRED: ("older than auth.token_ttl", ROTATE_ONE),
+    AuthReason.REVOKED: (
+        "superseded: the agent was rotated or removed, or the file holds another agent's token",
+        ROTATE_ONE,
+    ),
+    AuthReason.WRONG_AUDIENCE: (
+        "issued for another issuer/audience (auth.issuer or auth.audience changed)",
+        ROTATE_ALL,
+    ),
+    AuthReason.MISSING_TOKEN: (
+        "the agent sent no token",
+        "make its runtime send `Authorization: Bearer <contents of its token file>`",
+    ),
+}
+FLEET_WIDE = frozenset(
+    {AuthReason.BAD_SIGNATURE, AuthReason.UNKNOWN_KEY, AuthReason.WRONG_AUDIENCE}
+)
+
+
+def fix_for(code: str, agent_id: str) -> str:
+    """The one thing to do about `code` for `agent_id`, as an operator reads it."""
+    return REASONS.get(code, ("", ROTATE_ONE))[1].format(a=agent_id)
 
 
 class KeyRingFile:
-    """The key ring, re-read when its file changes (a rotation by `fleetbot tokens rotate`
-    in another process must not leave this one verifying with stale keys)."""
+    """The key ring, re-read when its file changes.
+
+    A rotation by `fleetbot tokens rotate` in another process must not leave this one verifying
+    with stale keys: every access compares the file's identity (inode, mtime, size) with the
+    one loaded, one `stat` call, and re-reads it when it changed. The ring in use is swapped
+    whole, so a verification never sees half a rotation.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._ring = KeyRing.load(path)
         self._stamp = self._stat()
+        self.reload_error: str | None = None  # why the file on disk was not taken, if so
 
     def _stat(self) -> tuple[int, int, int]:
         st = os.stat(self.path)
@@ -39,15 +91,28 @@ class KeyRingFile:
             return self._ring  # keep verifying with what we have; `check` reports the problem
         if stamp != self._stamp:
             try:
-                self._ring = KeyRing.load(self.path)
-            except KeyRingError:
+                ring = KeyRing.load(self.path)
+            except KeyRingError as exc:
+                # A broken file on disk must not take working keys away from a running fleet;
+                # the next self-test (and `fleetbot check`) says what is wrong with it.
+                if self.reload_error != exc.message:
+                    log.error("kept the loaded key ring: %s", exc.message)
+                self.reload_error = exc.message
                 return self._ring
-            self._stamp = stamp
+            self._ring, self._stamp, self.reload_error = ring, stamp, None
         return self._ring
 
-    def saved(self) -> None:
-        """Call after changing `ring` in this process, so it isn't re-read needlessly."""
-        self._stamp = self._stat()
+    def update(self, change: Callable[[KeyRing], T]) -> T:
+        """Apply `change` to a fresh copy of the file under an exclusive lock, then swap it in.
+
+        Re-reading under the lock means a rotation in another process is never overwritten
+        with this process's older view of the keys.
+        """
+        with locked(self.path):
+            ring = KeyRing.load(self.path)
+            result = change(ring)
+            self._ring, self._stamp, self.reload_error = ring, self._stat(), None
+        return result
 
 
 class AgentAuth:
@@ -57,12 +122,16 @@ class AgentAuth:
         self.keyring = keyring
         self.config = config
         self.clock = clock
+        self._authority: TokenAuthority | None = None
 
     @property
     def authority(self) -> TokenAuthority:
-        return TokenAuthority(
-            self.keyring.ring, issuer=self.config.issuer, audience=self.config.audience
-        )
+        ring = self.keyring.ring
+        if self._authority is None or self._authority.keyring is not ring:
+            self._authority = TokenAuthority(
+                ring, issuer=self.config.issuer, audience=self.config.audience
+            )
+        return self._authority
 
     @property
     def token_dir(self) -> Path:
@@ -96,7 +165,7 @@ class AgentAuth:
         if claims.tv != agent.token_version or claims.company != agent.company_id:
             raise TokenInvalid(
                 f"the token of {agent.id} was revoked (token version {claims.tv}, current "
-                f"{agent.token_version}); use the token in its token file",
+                f"{agent.token_version})",
                 code=AuthReason.REVOKED.value,
             )
 
@@ -115,6 +184,11 @@ class AgentAuth:
             if claims.sub != agent.id:
                 return TokenInvalid(
                     f"the token file of {agent.id} holds a token of {claims.sub}",
+                    code=AuthReason.REVOKED.value,
+                )
+            if claims.run is not None:
+                return TokenInvalid(
+                    f"the token file of {agent.id} holds a per-run token, which dies with its run",
                     code=AuthReason.REVOKED.value,
                 )
             self.check_current(claims, agent)

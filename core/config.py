@@ -44,6 +44,22 @@ _SECRET_KEYS = {
     "api_key": "an env var named by a *_env key",
     "secret_token": "secret_token_env (the name of an env var)",
 }
+# auth.<key> names that would hold signing keys outside the key ring.
+_SECOND_KEY_SOURCES = frozenset(
+    {
+        "secret",
+        "secrets",
+        "key",
+        "keys",
+        "jwt_secret",
+        "signing_key",
+        "signing_keys",
+        "hmac_secret",
+        "keyrings",
+        "keyring_paths",
+        "extra_keyrings",
+    }
+)
 _SECRET_VALUE = re.compile(
     r"^(\d{6,12}:[A-Za-z0-9_-]{30,}"  # a Telegram bot token
     r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"  # a JWT
@@ -147,8 +163,45 @@ class AuthConfig(_Model):
     run_token_ttl: Seconds = 0  # 0: the run's own timeout plus a minute
     rotation_grace: Seconds = 3600
     algorithm: Literal["HS256", "EdDSA"] = "HS256"
-    issuer: str = "fleetbot"
-    audience: str = "fleetbot-api"
+    issuer: str = Field(default="fleetbot", min_length=1)
+    audience: str = Field(default="fleetbot-api", min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, data: Any) -> Any:
+        # Keys next to auth.keyring would be a second source of signing keys: the mistake
+        # behind the field notes' fleet-wide outages. Name both places, not "unknown key".
+        if isinstance(data, Mapping):
+            keyring = data.get("keyring", "secrets/keyring.json")
+            if isinstance(keyring, list):
+                raise ValueError(
+                    "auth.keyring names one key ring file, not a list: two key rings are two "
+                    "sources of signing keys. Keep one and move the others away."
+                )
+            for key in data:
+                if str(key).lower() in _SECOND_KEY_SOURCES:
+                    raise ValueError(
+                        f"two sources of signing keys: the key ring {keyring} (auth.keyring) "
+                        f"and auth.{key} in the config. Signing keys live only in the key ring: "
+                        f"remove auth.{key} (make new keys with `fleetbot tokens rotate`)."
+                    )
+        return data
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm_usable(cls, v: str) -> str:
+        from core.keyring import EDDSA_MISSING, eddsa_available
+
+        if v == "EdDSA" and not eddsa_available():
+            raise ValueError(EDDSA_MISSING)
+        return v
+
+    @field_validator("token_ttl")
+    @classmethod
+    def _ttl_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be more than zero: {DURATION_USAGE}")
+        return v
 
 
 class Defaults(_Model):
@@ -308,29 +361,34 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        # Messages start with the key path (see parse_config): pydantic gives a model
+        # validator's errors no location of their own.
         seen_agents: set[str] = set()
         seen_companies: set[str] = set()
         prefixes: set[str] = set()
-        for c in self.companies:
+        for i, c in enumerate(self.companies):
+            at = f"companies[{i}] (id: {c.id})"
             if c.id in seen_companies:
-                raise ValueError(f"company id {c.id!r} is used twice; ids must be unique")
+                raise ValueError(f"{at}.id: company id {c.id!r} is used twice; ids must be unique")
             if c.prefix in prefixes:
-                raise ValueError(
-                    f"issue prefix {c.prefix!r} is used twice; prefixes must be unique"
-                )
+                raise ValueError(f"{at}.prefix: {c.prefix!r} is another company's prefix; pick one")
             seen_companies.add(c.id)
             prefixes.add(c.prefix)
-            for a in c.agents:
+            for j, a in enumerate(c.agents):
                 if a.id in seen_agents:
-                    raise ValueError(f"agent id {a.id!r} is used twice; agent ids must be unique")
+                    raise ValueError(
+                        f"{at}.agents[{j}].id: agent id {a.id!r} is used twice; agent ids must "
+                        "be unique"
+                    )
                 seen_agents.add(a.id)
-        for c in self.companies:
+        for i, c in enumerate(self.companies):
             ids = {a.id for a in c.agents}
-            for a in c.agents:
+            for j, a in enumerate(c.agents):
                 if a.reports_to is not None and a.reports_to not in ids:
                     raise ValueError(
-                        f"agent {a.id!r} reports_to {a.reports_to!r}, which is not an agent of "
-                        f"company {c.id!r}; use one of: {', '.join(sorted(ids)) or '(none)'}"
+                        f"companies[{i}] (id: {c.id}).agents[{j}] (id: {a.id}).reports_to: "
+                        f"{a.reports_to!r} is not an agent of company {c.id!r}; use one of: "
+                        f"{', '.join(sorted(ids)) or '(none)'}"
                     )
         return self
 
@@ -382,11 +440,15 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
         node: dict[str, Any] = data
         for part in parts[:-1]:
             child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
+            # Copy on the way down: the caller's parsed YAML is never changed.
+            child = dict(child) if isinstance(child, dict) else {}
+            node[part] = child
             node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else raw
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw  # not YAML (e.g. a model name like @cf/x): validated as plain text
+        node[parts[-1]] = value
         applied.append(name)
     return applied
 
@@ -470,6 +532,7 @@ def parse_config(data: Any, source: str, env: Mapping[str, str] | None = None) -
     if secrets:
         lines = [f"  {p}: secrets are not read from the config; use {hint}" for p, hint in secrets]
         raise ConfigError(f"{source}: inline secret refused\n" + "\n".join(lines))
+    data = dict(data)
     applied = _apply_env(data, env or {})
     try:
         return Config.model_validate(data)
@@ -477,8 +540,11 @@ def parse_config(data: Any, source: str, env: Mapping[str, str] | None = None) -
         lines = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            where = _key_path(loc, data)
-            lines.append(f"  {where}: {_fix_hint(err, _allowed_keys(loc))}")
+            hint = _fix_hint(err, _allowed_keys(loc))
+            if not loc and hint.startswith("companies["):
+                lines.append(f"  {hint}")  # a cross-check that names its own key path
+            else:
+                lines.append(f"  {_key_path(loc, data)}: {hint}")
         origin = f" (env overrides applied: {', '.join(applied)})" if applied else ""
         raise ConfigError(f"{source}{origin}: invalid config\n" + "\n".join(lines)) from None
 
@@ -525,6 +591,12 @@ def resolve_paths(config: Config, base: Path) -> Config:
                 rt = rt.model_copy(update={"cwd": fix(rt.cwd)})
             elif isinstance(rt, OpenClawRuntime) and rt.token_file is not None:
                 rt = rt.model_copy(update={"token_file": fix(rt.token_file)})
+            elif isinstance(rt, HttpRuntime) and rt.secret_headers:
+                refs = {
+                    name: ref.model_copy(update={"file": fix(ref.file)}) if ref.file else ref
+                    for name, ref in rt.secret_headers.items()
+                }
+                rt = rt.model_copy(update={"secret_headers": refs})
             agents.append(a.model_copy(update={"runtime": rt}))
         companies.append(c.model_copy(update={"agents": agents}))
     tg = config.telegram

@@ -16,7 +16,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected {USAGE}, got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range
+            raise ValueError(f"expected {USAGE}, got a number too large") from None
     elif isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
@@ -34,7 +37,8 @@ def parse_duration(value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest readable form: 90 -> '1m30s', 14400 -> '4h'."""
-    if seconds < 1:
+    # Compare the rounded value, or 0.9996 would read "1000ms".
+    if round(seconds * 1000) < 1000:
         return f"{seconds * 1000:.0f}ms" if seconds else "0s"
     remaining = round(seconds)
     parts = []

@@ -7,17 +7,23 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 
+from core.alerts import AlertBook
 from core.api import Guard, create_app
 from core.api.server import ApiServer
 from core.auth import AgentAuth, KeyRingFile
 from core.clock import Clock, SystemClock
 from core.config import Config
+from core.costs import CostBook
 from core.events import EventBus
 from core.keyring import check_single_source
 from core.metrics import Metrics
+from core.outbox import Outbox
+from core.recovery import Recovery
+from core.rotation import AuthWatch
 from core.scheduler import RuntimePool, Scheduler
 from core.service import FleetService
 from core.store.db import Database
+from core.watchdog import Monitors
 
 
 class Fleet:
@@ -51,7 +57,7 @@ class Fleet:
 
     async def _build(self) -> None:
         cfg = self.config
-        check_single_source(cfg.auth.keyring, self.env)
+        check_single_source(cfg.auth.keyring, self.env, token_dir=cfg.auth.token_dir)
         self.events = EventBus()
         self.db = await self._stack.enter_async_context(Database(cfg.storage.path))
         self.keyring = KeyRingFile(cfg.auth.keyring)
@@ -60,8 +66,25 @@ class Fleet:
             self.db, cfg, self.clock, self.events, token_check=self.auth.check_file
         )
         await self.service.sync_config()
+        # Alerts: monitors listen before anything can change an agent's status, so even the
+        # startup token check below is pushed. The bot's notifier drains `self.outbox`.
+        self.outbox = Outbox(self.db, self.clock, cfg)
+        self.alerts = AlertBook(self.db, self.clock, cfg, self.outbox)
+        self.costs = CostBook(self.db, self.clock)
+        self.recovery = Recovery(self.service, cfg)
+        self.monitors = Monitors(
+            self.service, self.alerts, self.costs, self.recovery, cfg, self.clock
+        )
+        self._stack.push_async_callback(self.monitors.aclose)
+        self.events.subscribe(self.monitors.on_event)
+        # Every agent's token is tested before anything is dispatched: failing agents are
+        # marked unauthenticated with their reason, and the log names each one and its fix.
+        self.auth_watch = AuthWatch(self.auth, self.service)
+        await self.auth_watch.startup()
         self.metrics = Metrics()
-        self.guard = Guard(self.service, self.auth, self.metrics)
+        self.guard = Guard(
+            self.service, self.auth, self.metrics, on_failure=self.monitors.on_auth_failure
+        )
         self.app = create_app(self.service, self.guard, self.metrics)
         self.server: ApiServer | None = None
         api_url = cfg.api.url
@@ -83,6 +106,13 @@ class Fleet:
         )
         self._stack.push_async_callback(self.scheduler.aclose)
         await self.scheduler.start(periodic=self.periodic)
+        # Retires keys past their grace; re-tests every agent when the key ring changed
+        # (e.g. `fleetbot tokens rotate` run in a shell while this process runs).
+        self.scheduler.add_job(self.auth_watch.tick, AuthWatch.INTERVAL, "auth")
+        self.scheduler.add_job(self.monitors.run, cfg.monitors.interval, "monitors")
+        self.scheduler.add_job(self.recovery.sweep, self.sweep_interval, "recovery")
+        # Held alerts leave when group_wait is over: checked every second, a cheap query.
+        self.scheduler.add_job(self.alerts.flush, 1.0, "alerts")
 
     async def aclose(self) -> None:
         await self._stack.aclose()

@@ -14,6 +14,7 @@ from core.clock import Clock
 from core.errors import TokenInvalid
 from core.events import Event
 from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
+from core.monitors import note_beat
 from core.service import FleetService
 from core.store import ops, rows
 
@@ -86,15 +87,16 @@ class Heartbeat:
                     # The token verifies again: back to work with no manual reset.
                     changed = await ops.set_agent_status(conn, agent, AgentStatus.IDLE, now)
                     events.extend([changed] if changed else [])
-                async with conn.execute(
+                # LIMIT 1 in one hop (execute_fetchall), not three: this runs every heartbeat.
+                found = await conn.execute_fetchall(
                     f"SELECT {rows.ISSUE_COLUMNS} FROM issues WHERE assignee_id = ? "
                     "AND status IN ('todo', 'in_progress') "
                     "AND (lease_run_id IS NULL OR lease_until < ?) "
                     "AND (not_before IS NULL OR not_before <= ?) "
                     "ORDER BY created_at, number LIMIT 1",
                     (agent.id, now, now),
-                ) as cur:
-                    row = await cur.fetchone()
+                )
+                row = next(iter(found), None)
                 if row is not None:
                     issue = rows.issue(row)
                     run = await self.service.runs.open(conn, agent, issue, now)
@@ -111,5 +113,6 @@ class Heartbeat:
                 (now + agent.heartbeat_seconds, agent.id),
             )
             await ops.count_heartbeat(conn, agent.id, now, outcome.value)
+            await note_beat(conn, agent.company_id, outcome, now)  # the queue_empty monitor
         self.service.events.publish(*events)
         return Beat(agent, outcome, run, issue if run is not None else None)

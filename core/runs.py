@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from core.clock import Clock
-from core.config import Defaults
+from core.config import Defaults, MonitorsConfig
 from core.errors import (
     AgentFailure,
     Conflict,
@@ -26,6 +26,7 @@ from core.errors import (
 )
 from core.events import Event, EventBus, RunEnded, SummaryPosted
 from core.models import Agent, AgentStatus, Issue, IssueStatus, Run, RunOutcome, RunStatus
+from core.recovery import guard_dispatch
 from core.runtimes.base import DispatchResult
 from core.store import ops
 from core.store.db import Database
@@ -41,17 +42,31 @@ class _Ending:
 
 
 class RunBook:
-    def __init__(self, db: Database, clock: Clock, events: EventBus, defaults: Defaults) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        events: EventBus,
+        defaults: Defaults,
+        monitors: MonitorsConfig | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.events = events
         self.defaults = defaults
+        self.monitors = monitors  # None: no recovery-loop guard (unit tests of runs alone)
 
     async def open(
         self, conn: aiosqlite.Connection, agent: Agent, issue: Issue, now: float
     ) -> Run | None:
         """Open a run on `issue` inside the caller's transaction, or None if the issue is no
         longer workable (compare-and-set on status, lease and backoff)."""
+        # Last line of defence against re-dispatch loops: too many runs of this issue within
+        # the window block it instead (core.recovery).
+        if self.monitors is not None and not await guard_dispatch(
+            conn, issue.id, now, self.monitors
+        ):
+            return None
         run_id = uuid.uuid4().hex
         deadline = now + agent.run_timeout_seconds
         model = issue.model or agent.model
@@ -66,9 +81,19 @@ class RunBook:
         if cur.rowcount != 1:
             return None
         await conn.execute(
-            "INSERT INTO runs (id, agent_id, issue_id, status, started_at, deadline, max_turns, "
-            "model, last_progress_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-            (run_id, agent.id, issue.id, now, deadline, agent.max_turns, model, now),
+            "INSERT INTO runs (id, agent_id, company_id, issue_id, status, started_at, deadline, "
+            "max_turns, model, last_progress_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                agent.id,
+                agent.company_id,
+                issue.id,
+                now,
+                deadline,
+                agent.max_turns,
+                model,
+                now,
+            ),
         )
         run = await ops.fetch_run(conn, run_id)
         assert run is not None
@@ -226,11 +251,13 @@ class RunBook:
         """End every live run past its deadline; returns their ids."""
         now = self.clock.now()
         events: list[Event] = []
+        overdue = "SELECT id FROM runs WHERE status = 'running' AND deadline < ?"
+        # Almost every sweep finds nothing overdue: asking the reader first spares those sweeps
+        # a write transaction (and the write lock) each.
+        if not await self.db.fetchall(overdue + " LIMIT 1", (now,)):
+            return []
         async with self.db.write() as conn:
-            async with conn.execute(
-                "SELECT id FROM runs WHERE status = 'running' AND deadline < ?", (now,)
-            ) as cur:
-                ids = [r[0] for r in await cur.fetchall()]
+            ids = [r[0] for r in await conn.execute_fetchall(overdue, (now,))]
             for run_id in ids:
                 run = await ops.fetch_run(conn, run_id)
                 assert run is not None
@@ -320,7 +347,11 @@ class RunBook:
     ) -> None:
         assert run.issue_id is not None
         if ending.issue_status is None:
-            await ops.release_issue(conn, run.issue_id, run.id, now, self.defaults.retry_backoff)
+            # An operator's cancel is not the agent failing: it costs no attempt.
+            failed = ending.status is not RunStatus.CANCELLED
+            await ops.release_issue(
+                conn, run.issue_id, run.id, now, self.defaults.retry_backoff, failed=failed
+            )
             return
         # Only the run holding the lease may move the issue, and only along the graph.
         allowed = {

@@ -169,6 +169,21 @@ class Scheduler:
             task = self._dispatches.pop(event.run_id, None)
             if task is not None and task is not asyncio.current_task():
                 task.cancel()  # the run is over (timeout, cap, cancel): stop its runtime
+            # Work queued behind this run should not wait for the next interval.
+            self._spawn(self._wake_if_work(event.agent_id), f"next:{event.agent_id}")
+
+    async def _wake_if_work(self, agent_id: str) -> None:
+        """Beat the agent now if it has work it could start now; otherwise do nothing (a
+        beat with no work would be counted as a heartbeat that never was scheduled)."""
+        now = self.clock.now()
+        ready = await self.service.db.scalar(
+            "SELECT 1 FROM issues WHERE assignee_id = ? AND status IN ('todo', 'in_progress') "
+            "AND (lease_run_id IS NULL OR lease_until < ?) "
+            "AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
+            (agent_id, now, now),
+        )
+        if ready:
+            await self._beat(agent_id, forced=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)

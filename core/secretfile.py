@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -16,16 +18,22 @@ def write_secret(path: Path, data: bytes | str, *, fsync: bool = True) -> None:
     system) and renamed over the target: a reader sees the old file or the new one, never a
     partial one, and the secret is never world-readable even for an instant.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
+        # mkstemp creates the file 0600 (owner only) before a byte is written.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
             if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -46,3 +54,20 @@ def loose_permissions(path: Path) -> bool:
     """True when group or others can read or write `path`."""
     mode = stat.S_IMODE(path.stat().st_mode)
     return bool(mode & 0o077)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside `path` (`.<name>.lock`) for a read-modify-write.
+
+    Two processes rotating the same key ring (`fleetbot tokens rotate` in a shell while
+    `fleetbot run` retires keys on its schedule) would otherwise each write their own copy
+    and one change would be lost.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -67,7 +67,7 @@ class FleetService:
         self.clock = clock
         self.events = events or EventBus()
         self.token_check = token_check
-        self.runs = RunBook(db, clock, self.events, config.defaults)
+        self.runs = RunBook(db, clock, self.events, config.defaults, config.monitors)
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -78,6 +78,11 @@ class FleetService:
         now = self.clock.now()
         d = self.config.defaults
         async with self.db.write() as conn:
+            # Roles set with /role win over the config, and so do the skills of that role.
+            async with conn.execute(
+                "SELECT id, role FROM agents WHERE role_set_by IS NOT NULL"
+            ) as cur:
+                set_roles = {r[0]: r[1] for r in await cur.fetchall()}
             keep: list[str] = []
             for c in self.config.companies:
                 await conn.execute(
@@ -114,7 +119,11 @@ class FleetService:
                             a.model or d.model,
                             heartbeat,
                             now + heartbeat,
-                            json.dumps(self.config.skills_for(a)),
+                            json.dumps(
+                                self.config.skills_for(
+                                    a.model_copy(update={"role": set_roles.get(a.id, a.role)})
+                                )
+                            ),
                             a.max_turns_per_run or d.max_turns_per_run,
                             a.run_timeout or d.run_timeout,
                             a.runtime.model_dump_json(),
@@ -352,6 +361,7 @@ class FleetService:
             )
             await conn.execute("UPDATE issues SET updated_at = ? WHERE id = ?", (now, issue.id))
             comment_id = cur.lastrowid
+            await ops.audit(conn, now, author, "issue.comment", issue.id, {"comment": comment_id})
         assert comment_id is not None
         return Comment(comment_id, issue.id, author, text, now)
 
@@ -407,14 +417,17 @@ class FleetService:
             )
         return await self.agent(agent.id)
 
-    async def pause(self, agent_id: str, actor: str, reason: str = "") -> Agent:
+    async def pause(
+        self, agent_id: str, actor: str, reason: str = "", code: str = "paused_by_operator"
+    ) -> Agent:
+        """Heartbeats off; `code` says who paused it (the budget monitor uses "budget")."""
         return await self._set_status(
             agent_id,
             AgentStatus.PAUSED,
             actor,
             "agent.pause",
             reason or f"paused by {actor}",
-            "paused_by_operator",
+            code,
         )
 
     async def resume(self, agent_id: str, actor: str) -> Agent:
@@ -441,9 +454,12 @@ class FleetService:
                     problem.code,
                     result="refused",
                 )
+                from core.auth import fix_for
+
                 raise Conflict(
                     f"{agent.id}'s token still fails ({problem.code}): {problem.message}. "
-                    f"Rotate it with /rotate {agent.id}, then reset again."
+                    f"Fix: {fix_for(problem.code, agent.id)}; it is back to idle at its next "
+                    "heartbeat once its token verifies (or reset it again)."
                 )
         updated = await self._set_status(agent_id, AgentStatus.IDLE, actor, "agent.reset", "", "")
         await self.wake(agent_id, actor, audited=False)
@@ -574,7 +590,10 @@ def _transition_error(issue: Issue, status: IssueStatus) -> str:
     if issue.status.terminal:
         return f"{issue.id} is {issue.status.value}, which is final; file a new issue instead"
     if status is issue.status:
-        return f"{issue.id} is already {status.value}"
+        return (
+            f"{issue.id} is already {status.value}; from {status.value} it can go to: "
+            f"{', '.join(sorted(s.value for s in allowed))}"
+        )
     return (
         f"{issue.id} cannot go from {issue.status.value} to {status.value}; from "
         f"{issue.status.value} it can go to: {', '.join(sorted(s.value for s in allowed))}"

@@ -61,7 +61,7 @@ class TokenAuthority:
         }
         if run_id is not None:
             claims["run"] = run_id
-        return jwt.encode(claims, key.secret, algorithm=key.alg, headers={"kid": key.kid})
+        return jwt.encode(claims, key.signing_key(), algorithm=key.alg, headers={"kid": key.kid})
 
     def verify(self, token: str, now: float) -> Claims:
         """Claims of a token that verifies; otherwise TokenInvalid with `.code` set."""
@@ -69,7 +69,7 @@ class TokenAuthority:
             raise _fail(AuthReason.MISSING_TOKEN, "no token was presented")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, ValueError, TypeError):
             raise _fail(AuthReason.MALFORMED, "the token is not a JWT") from None
         kid = header.get("kid")
         alg = header.get("alg")
@@ -79,31 +79,41 @@ class TokenAuthority:
         if key is None or not key.verifies_at(now):
             raise _fail(
                 AuthReason.UNKNOWN_KEY,
-                f"the token was signed with key {kid!r}, which this key ring does not "
-                "(or no longer) hold; re-issue it with `fleetbot tokens rotate`",
+                f"the token was signed with key {kid!r}, which this key ring "
+                + ("does not hold" if key is None else "no longer accepts (past its grace)"),
             )
         if alg != key.alg:
-            # Covers alg=none and algorithm confusion: the key decides the algorithm.
-            raise _fail(AuthReason.BAD_SIGNATURE, f"the token claims algorithm {alg!r}")
+            # Covers alg=none and algorithm confusion (an HS256 token "signed" with an EdDSA
+            # public key): the key ring decides the algorithm, never the token.
+            raise _fail(
+                AuthReason.BAD_SIGNATURE,
+                f"the token claims algorithm {alg!r} but key {kid!r} is {key.alg}",
+            )
         try:
             raw = jwt.decode(
                 token,
-                key.secret,
+                key.verifying_key(),
                 algorithms=[key.alg],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY,
                 options={
                     "require": ["sub", "exp", "iat", "iss", "aud"],
-                    "verify_exp": False,  # checked below against the injected clock
+                    # Times are checked below against the injected clock, not the system's.
+                    "verify_exp": False,
                     "verify_iat": False,
+                    "verify_nbf": False,
                 },
             )
         except jwt.InvalidSignatureError:
-            raise _fail(AuthReason.BAD_SIGNATURE, "the token's signature does not match") from None
+            raise _fail(
+                AuthReason.BAD_SIGNATURE,
+                f"the token's signature does not match key {kid!r}: it was signed with "
+                "another secret",
+            ) from None
         except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
             raise _fail(AuthReason.WRONG_AUDIENCE, "the token is not meant for this API") from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, ValueError, TypeError):
             raise _fail(AuthReason.MALFORMED, "the token's claims are unreadable") from None
         try:
             claims = Claims(
@@ -120,7 +130,7 @@ class TokenAuthority:
         except (KeyError, TypeError):
             raise _fail(AuthReason.MALFORMED, "the token lacks fleetbot's claims") from None
         if now > claims.exp + LEEWAY:
-            raise _fail(AuthReason.EXPIRED, "the token has expired; re-issue it")
+            raise _fail(AuthReason.EXPIRED, "the token has expired")
         if claims.iat > now + LEEWAY:
             raise _fail(AuthReason.MALFORMED, "the token was issued in the future")
         return claims
@@ -161,12 +171,12 @@ def read_token_file(token_dir: Path, agent_id: str) -> str:
     except FileNotFoundError:
         raise _fail(
             AuthReason.MISSING_FILE,
-            f"no token file at {path}; re-issue it with "
-            f"`fleetbot tokens rotate --agent {agent_id}`",
+            f"no token file at {path}",
         ) from None
     except OSError as exc:
         raise _fail(
-            AuthReason.MISSING_FILE, f"cannot read {path} ({exc.strerror}); check its owner"
+            AuthReason.MISSING_FILE,
+            f"cannot read {path} ({exc.strerror}); check its owner and mode",
         ) from None
     if not text:
         raise _fail(AuthReason.MALFORMED, f"the token file {path} is empty")

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,6 +35,7 @@ from core.api.schemas import (
     Usage,
 )
 from core.errors import (
+    AgentNotFound,
     AmbiguousAssignee,
     Conflict,
     FleetbotError,
@@ -61,7 +62,18 @@ _STATUS: list[tuple[type[FleetbotError], int]] = [
 ]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "The token was refused; `error` says why."},
-    422: {"model": ErrorOut, "description": "The body is invalid; `detail` names the field."},
+    403: {"model": ErrorOut, "description": "`skill_denied` or `not_your_run`."},
+    404: {"model": ErrorOut, "description": "No such issue, run, agent or route."},
+    409: {
+        "model": ErrorOut,
+        "description": "Refused by the current state, e.g. "
+        "`invalid_transition`, `lease_conflict`, `run_not_active`, `max_turns_exceeded`.",
+    },
+    422: {
+        "model": ErrorOut,
+        "description": "The body (`invalid_body`) or a path id (`invalid_request`) is invalid; "
+        "`detail` names the field.",
+    },
 }
 
 
@@ -108,6 +120,10 @@ async def _caller(
 
 
 Agent = Annotated[Caller, Depends(_caller)]
+# Path ids are bounded so a hostile id is a 422 naming it, not a 404 echoing kilobytes of it.
+IssueId = Annotated[str, Path(max_length=32, description="An issue id, e.g. ALI-12.")]
+RunId = Annotated[str, Path(max_length=64, description="The run id the runtime gave you.")]
+_NOT_AN_OBJECT = {"model_attributes_type", "dict_type", "model_type"}
 
 
 def create_app(service: FleetService, guard: Guard, metrics: Metrics) -> FastAPI:
@@ -135,12 +151,28 @@ def create_app(service: FleetService, guard: Guard, metrics: Metrics) -> FastAPI
             loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
             field = ".".join(loc) or "body"
             msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            kind = err.get("type")
+            if kind == "json_invalid":
+                # FastAPI puts the character offset where the field name would go.
+                why = (err.get("ctx") or {}).get("error", "JSON decode error")
+                at = f" at character {loc[0]}" if loc else ""
+                field, msg = "body", f"not valid JSON{at}: {why}"
+            elif field == "body" and (kind in _NOT_AN_OBJECT or kind == "missing"):
+                msg = "send a JSON object ({...}) with Content-Type: application/json"
             problems.append({"field": field, "problem": msg})
         detail = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-        return _error(422, "invalid_body", detail or "the body is invalid", errors=problems)
+        in_body = all(err.get("loc", ("body",))[:1] == ("body",) for err in exc.errors())
+        code = "invalid_body" if in_body else "invalid_request"
+        return _error(422, code, detail or "the request is invalid", errors=problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's only 400: a body it could not decode at all (bad charset, nesting
+            # too deep). That is a bad body like any other.
+            problem = "the body could not be read; send UTF-8 JSON (a JSON object)"
+            errors = [{"field": "body", "problem": problem}]
+            return _error(422, "invalid_body", f"body: {problem}", errors=errors)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
@@ -182,10 +214,17 @@ def create_app(service: FleetService, guard: Guard, metrics: Metrics) -> FastAPI
     @app.post("/api/v1/issues", response_model=IssueOut, status_code=201, tags=["issues"])
     async def file_issue(who: Agent, body: NewIssue) -> IssueOut:
         _need_skill(who, "issues.create")
+        target = await service.resolve_assignee(body.assignee, who.agent.company_id)
+        if target.company_id != who.agent.company_id:
+            # `role@othercompany` names a scope; agents file work in their own company only.
+            raise AgentNotFound(
+                f"no agent or role {body.assignee!r} in {who.agent.company_id}; agents file "
+                "issues in their own company"
+            )
         issue = await service.file_issue(
             title=body.title,
             body=body.body,
-            assignee=body.assignee,
+            assignee=target.id,
             company=who.agent.company_id,
             actor=f"agent:{who.agent.id}",
             model=body.model,
@@ -193,19 +232,19 @@ def create_app(service: FleetService, guard: Guard, metrics: Metrics) -> FastAPI
         return IssueOut.of(issue)
 
     @app.get("/api/v1/issues/{issue_id}", response_model=IssueDetail, tags=["issues"])
-    async def get_issue(who: Agent, issue_id: str) -> IssueDetail:
+    async def get_issue(who: Agent, issue_id: IssueId) -> IssueDetail:
         issue = await own_issue(who, issue_id)
         comments = [CommentOut.of(c) for c in await service.comments(issue.id)]
         return IssueDetail(**IssueOut.of(issue).model_dump(), comments=comments)
 
     @app.patch("/api/v1/issues/{issue_id}", response_model=IssueOut, tags=["issues"])
-    async def patch_issue(who: Agent, issue_id: str, body: IssuePatch) -> IssueOut:
+    async def patch_issue(who: Agent, issue_id: IssueId, body: IssuePatch) -> IssueOut:
         issue = await own_issue(who, issue_id)
         moved = await service.move(issue.id, body.status, f"agent:{who.agent.id}", body.reason)
         return IssueOut.of(moved)
 
     @app.post("/api/v1/issues/{issue_id}/claim", response_model=IssueOut, tags=["issues"])
-    async def claim(who: Agent, issue_id: str, body: Claim) -> IssueOut:
+    async def claim(who: Agent, issue_id: IssueId, body: Claim) -> IssueOut:
         issue = await own_issue(who, issue_id)
         _check_run_token(who, body.run_id)
         return IssueOut.of(await service.runs.claim(issue.id, body.run_id, who.agent.id))
@@ -216,12 +255,12 @@ def create_app(service: FleetService, guard: Guard, metrics: Metrics) -> FastAPI
         status_code=201,
         tags=["issues"],
     )
-    async def comment(who: Agent, issue_id: str, body: NewComment) -> CommentOut:
+    async def comment(who: Agent, issue_id: IssueId, body: NewComment) -> CommentOut:
         issue = await own_issue(who, issue_id)
         return CommentOut.of(await service.comment(issue.id, body.body, f"agent:{who.agent.id}"))
 
     @app.post("/api/v1/runs/{run_id}/usage", response_model=RunOut, tags=["runs"])
-    async def usage(who: Agent, run_id: str, body: Usage) -> RunOut:
+    async def usage(who: Agent, run_id: RunId, body: Usage) -> RunOut:
         _check_run_token(who, run_id)
         run = await service.report_usage(
             run_id,
@@ -235,7 +274,7 @@ def create_app(service: FleetService, guard: Guard, metrics: Metrics) -> FastAPI
         return RunOut.of(run)
 
     @app.post("/api/v1/runs/{run_id}/finish", response_model=RunOut, tags=["runs"])
-    async def finish(who: Agent, run_id: str, body: Finish) -> RunOut:
+    async def finish(who: Agent, run_id: RunId, body: Finish) -> RunOut:
         _check_run_token(who, run_id)
         return RunOut.of(await service.finish_run(run_id, who.agent.id, body.outcome, body.summary))
 
@@ -244,6 +283,13 @@ def create_app(service: FleetService, guard: Guard, metrics: Metrics) -> FastAPI
         _need_skill(who, "summaries.post")
         if body.issue_id is not None:
             await own_issue(who, body.issue_id)
+        if body.run_id is not None:
+            # A summary may only point at the caller's own run (else it would be relayed as
+            # another agent's, or point at nothing).
+            _check_run_token(who, body.run_id)
+            run = await service.runs.get(body.run_id)
+            if run.agent_id != who.agent.id:
+                raise NotYourRun(f"run {body.run_id} belongs to another agent")
         summary_id = await service.post_summary(who.agent, body.body, body.issue_id, body.run_id)
         return SummaryOut(id=summary_id)
 

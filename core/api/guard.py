@@ -2,10 +2,12 @@
 
 A refusal is counted per claimed agent and reason, and handed to a listener (the monitors), but
 it never changes an agent's status: a stranger sending junk tokens cannot knock an agent out.
+Only a token file that fails fleetbot's own check (heartbeat, self-test) does that.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +20,12 @@ from core.models import Agent, AuthReason
 from core.service import FleetService
 from core.tokens import Claims
 
-AuthFailureListener = Callable[[str, str], None]  # (claimed agent id or "unknown", reason code)
+log = logging.getLogger(__name__)
+
+# (claimed agent id, or "unknown" when the token names no existing agent; reason code).
+# Called for every 401; it must be quick and must not raise (errors are logged and dropped).
+AuthFailureListener = Callable[[str, str], None]
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,33 +48,41 @@ class Guard:
         self.on_failure = on_failure
 
     async def authenticate(self, header: str | None) -> Caller:
-        token = _bearer(header)
+        token = ""
         try:
+            token = _bearer(header)
             claims = self.auth.verify(token)
             agent = await self.service.maybe_agent(claims.sub)
             self.auth.check_current(claims, agent)
             assert agent is not None
         except TokenInvalid as exc:
-            claimed = await self._claimed_agent(token)
-            self.metrics.auth_failures.labels(claimed, exc.code).inc()
-            if self.on_failure is not None:
-                self.on_failure(claimed, exc.code)
+            await self._refused(token, exc.code)
             raise
         return Caller(agent, claims)
 
+    async def _refused(self, token: str, code: str) -> None:
+        claimed = await self._claimed_agent(token) if token else UNKNOWN
+        self.metrics.auth_failures.labels(claimed, code).inc()
+        if self.on_failure is not None:
+            try:
+                self.on_failure(claimed, code)
+            except Exception:
+                log.exception("the auth failure listener failed; the 401 stands")
+
     async def _claimed_agent(self, token: str) -> str:
-        """The agent id a refused token claims, if that agent exists (bounded label values)."""
+        """The agent id a refused token claims, if that agent exists: label values stay
+        bounded by the fleet's size, whatever strangers send."""
         try:
             sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
-        except jwt.InvalidTokenError:
-            return "unknown"
+        except (jwt.InvalidTokenError, ValueError, TypeError, AttributeError):
+            return UNKNOWN
         if isinstance(sub, str) and len(sub) <= 64 and await self.service.maybe_agent(sub):
             return sub
-        return "unknown"
+        return UNKNOWN
 
 
 def _bearer(header: str | None) -> str:
-    if not header:
+    if not header or not header.strip():
         raise TokenInvalid(
             "send the agent's token as `Authorization: Bearer <token>`",
             code=AuthReason.MISSING_TOKEN.value,

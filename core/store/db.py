@@ -48,6 +48,9 @@ class Database:
         try:
             self._writer = await aiosqlite.connect(self.path, isolation_level=None)
             await _configure(self._writer)
+            # Before the switch to WAL, which rewrites the file header: a database from a newer
+            # fleetbot must be left exactly as it was.
+            await self._check_version()
             mode = await self._scalar(self._writer, "PRAGMA journal_mode = WAL")
             if str(mode).lower() != "wal" and str(self.path) != ":memory:":
                 raise StoreError(f"{self.path}: could not switch to WAL mode (got {mode}).")
@@ -82,11 +85,10 @@ class Database:
 
     @staticmethod
     async def _scalar(conn: aiosqlite.Connection, sql: str, args: Iterable[Any] = ()) -> Any:
-        async with conn.execute(sql, tuple(args)) as cur:
-            row = await cur.fetchone()
-        return None if row is None else row[0]
+        found = list(await conn.execute_fetchall(sql, tuple(args)))  # one hop, see fetchall
+        return found[0][0] if found else None
 
-    async def _migrate(self) -> None:
+    async def _check_version(self) -> int:
         assert self._writer is not None
         version = int(await self._scalar(self._writer, "PRAGMA user_version"))
         if version > SCHEMA_VERSION:
@@ -95,6 +97,11 @@ class Database:
                 f"knows only up to {SCHEMA_VERSION}. Upgrade fleetbot, or point storage.path "
                 "at another file; the database was left untouched."
             )
+        return version
+
+    async def _migrate(self) -> None:
+        assert self._writer is not None
+        version = await self._check_version()
         for number in range(version, SCHEMA_VERSION):
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
@@ -102,6 +109,13 @@ class Database:
                     await self._writer.execute(statement)
                 await self._writer.execute(f"PRAGMA user_version = {number + 1}")
                 await self._writer.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._writer.execute("ROLLBACK")
+                # Not "not a database": the file is fine, this fleetbot's migration is not.
+                raise StoreError(
+                    f"{self.path}: migration {number + 1} failed ({exc}) and was rolled back; "
+                    f"the database stays at schema version {number}. Report this as a bug."
+                ) from exc
             except BaseException:
                 await self._writer.execute("ROLLBACK")
                 raise
@@ -133,12 +147,15 @@ class Database:
         return self._reader
 
     async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.reader.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
+        # One hop to the connection's thread instead of three (execute, fetch, close): the
+        # hops, not SQLite, dominate small reads such as the heartbeat sweep.
+        return list(await self.reader.execute_fetchall(sql, tuple(args)))
 
     async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self.reader.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
+        """The first row of a one-row query (a key lookup, an aggregate): every row is read in
+        one hop, so add LIMIT 1 to queries that could match many."""
+        found = list(await self.reader.execute_fetchall(sql, tuple(args)))
+        return found[0] if found else None
 
     async def scalar(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return await self._scalar(self.reader, sql, args)

@@ -122,6 +122,161 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # alerts (grouped by cause, members by fingerprint), mutes, the durable outbox and its
+    # per-chat delivery records, and the monitors' and recovery's own bookkeeping
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        severity TEXT NOT NULL CHECK (severity IN ('critical','warning')),
+        state TEXT NOT NULL CHECK (state IN ('firing','acknowledged','resolved')),
+        title TEXT NOT NULL,
+        fixes TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL,
+        changed_at REAL NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        notified_version INTEGER NOT NULL DEFAULT 0,
+        notifications INTEGER NOT NULL DEFAULT 0,
+        last_notified_at REAL,
+        acked_at REAL,
+        acked_by TEXT,
+        resolved_at REAL,
+        closed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX alerts_open ON alerts(closed, cause);
+    CREATE TABLE alert_members (
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        fingerprint TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        company_id TEXT,
+        label TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        reason_code TEXT NOT NULL DEFAULT '',
+        first_at REAL NOT NULL,
+        last_at REAL NOT NULL,
+        resolved_at REAL,
+        PRIMARY KEY (alert_id, fingerprint)
+    );
+    CREATE UNIQUE INDEX alert_members_live ON alert_members(fingerprint)
+        WHERE resolved_at IS NULL;
+    CREATE TABLE mutes (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        until REAL NOT NULL,
+        author TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        lifted_at REAL,
+        lifted_by TEXT
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('alert','alert_edit','summary','text')),
+        chat TEXT NOT NULL,
+        thread_id INTEGER,
+        company_id TEXT,
+        alert_id INTEGER,
+        payload TEXT NOT NULL DEFAULT '{}',
+        dedupe_key TEXT UNIQUE,
+        state TEXT NOT NULL
+            CHECK (state IN ('pending','sending','sent','in_doubt','dead','superseded')),
+        created_at REAL NOT NULL,
+        due_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        started_at REAL,
+        sent_at REAL,
+        message_id INTEGER,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX outbox_due ON outbox(state, due_at);
+    CREATE INDEX outbox_alert ON outbox(alert_id, chat);
+    CREATE INDEX runs_issue ON runs(issue_id, started_at);
+    CREATE TABLE deliveries (
+        alert_id INTEGER NOT NULL,
+        chat TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        sent_at REAL NOT NULL,
+        PRIMARY KEY (alert_id, chat)
+    );
+    CREATE TABLE recipients (
+        chat TEXT PRIMARY KEY,
+        migrated_to TEXT,
+        undeliverable_at REAL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE queue_watch (
+        company_id TEXT PRIMARY KEY,
+        empty_beats INTEGER NOT NULL DEFAULT 0,
+        empty_since REAL
+    );
+    CREATE TABLE auto_resets (
+        agent_id TEXT PRIMARY KEY,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL,
+        last_at REAL
+    );
+    CREATE TABLE recovery_loops (
+        issue_id TEXT PRIMARY KEY,
+        dispatches INTEGER NOT NULL,
+        window_seconds REAL NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE escalations (
+        issue_id TEXT PRIMARY KEY,
+        chain TEXT NOT NULL,
+        escalated_to TEXT,
+        escalation_issue TEXT,
+        at REAL NOT NULL
+    );
+    CREATE TABLE budget_actions (
+        subject TEXT NOT NULL,
+        month TEXT NOT NULL,
+        action TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (subject, month, action)
+    ) WITHOUT ROWID;
+    """,
+    # The monthly summary per company without joining every run and heartbeat counter to its
+    # agent: at 10k agents that join made core.board.fleet_board take 130 ms+ (50k runs and
+    # 200k+ counters a month; bench/scale.py). Runs carry their company (set by a trigger, so
+    # every insert path gets it) under a covering index; heartbeat counters are mirrored, by
+    # triggers, into per-company daily totals.
+    """
+    ALTER TABLE runs ADD COLUMN company_id TEXT REFERENCES companies(id);
+    UPDATE runs SET company_id = (SELECT company_id FROM agents WHERE agents.id = runs.agent_id);
+    CREATE INDEX runs_company_month
+        ON runs(started_at, company_id, input_tokens, output_tokens, cost);
+    CREATE TRIGGER runs_company AFTER INSERT ON runs WHEN NEW.company_id IS NULL BEGIN
+        UPDATE runs SET company_id = (SELECT company_id FROM agents WHERE id = NEW.agent_id)
+        WHERE id = NEW.id;
+    END;
+    CREATE TABLE company_heartbeats (
+        outcome TEXT NOT NULL,
+        day TEXT NOT NULL,
+        company_id TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (outcome, day, company_id)
+    ) WITHOUT ROWID;
+    INSERT INTO company_heartbeats (outcome, day, company_id, count)
+        SELECT h.outcome, h.day, a.company_id, sum(h.count) FROM heartbeats h
+        JOIN agents a ON a.id = h.agent_id GROUP BY 1, 2, 3;
+    CREATE TRIGGER heartbeats_total_insert AFTER INSERT ON heartbeats BEGIN
+        INSERT INTO company_heartbeats (outcome, day, company_id, count)
+            SELECT NEW.outcome, NEW.day, company_id, NEW.count FROM agents WHERE id = NEW.agent_id
+            ON CONFLICT (outcome, day, company_id) DO UPDATE SET count = count + excluded.count;
+    END;
+    CREATE TRIGGER heartbeats_total_update AFTER UPDATE OF count ON heartbeats BEGIN
+        UPDATE company_heartbeats SET count = count + NEW.count - OLD.count
+        WHERE outcome = NEW.outcome AND day = NEW.day
+        AND company_id = (SELECT company_id FROM agents WHERE id = NEW.agent_id);
+    END;
+    CREATE TRIGGER heartbeats_total_delete AFTER DELETE ON heartbeats BEGIN
+        UPDATE company_heartbeats SET count = count - OLD.count
+        WHERE outcome = OLD.outcome AND day = OLD.day
+        AND company_id = (SELECT company_id FROM agents WHERE id = OLD.agent_id);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,183 @@
+"""An alert as a Telegram message: HTML text and its inline keyboard; summaries too.
+
+Pure functions of an `Alert`, the audience and `now`. Everything from outside (names, reasons,
+summaries) is escaped with html.escape. Buttons carry `v1:a:<alert id>:<verb>[:<arg>]`
+(≤ 64 bytes): `ack`, `mute:1h|4h|24h`, `fix:<reset|rotate|file|reassign|pause>`; the bot's
+callback handler (bot.alert_buttons) reads exactly this.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from core.alerts import Alert, AlertKind, AlertMember, AlertState, Fix, Severity
+from core.clock import utc
+
+MAX_TEXT = 4096
+_BODY_BUDGET = 3300  # characters for the member list; the rest is header, fix and footer
+MUTE_CHOICES = ("1h", "4h", "24h")
+FIX_LABELS = {
+    Fix.RESET: "♻️ Reset",
+    Fix.ROTATE: "🔑 Rotate tokens",
+    Fix.FILE: "📝 File issue",
+    Fix.REASSIGN: "👤 Reassign",
+    Fix.PAUSE: "⏸ Pause heartbeats",
+}
+# What each fix does, in the message, so a reader knows before tapping.
+FIX_HINTS = {
+    Fix.RESET: "reset the agents once the cause is fixed",
+    Fix.ROTATE: "rotate the tokens (one rotation fixes every agent listed)",
+    Fix.FILE: "file an issue so the agents have work",
+    Fix.REASSIGN: "give the issues to another agent",
+    Fix.PAUSE: "pause heartbeats until there is work",
+}
+KIND_ICON = {
+    AlertKind.AGENT_ERROR: "🔴",
+    AlertKind.AGENT_UNAUTHENTICATED: "🔑",
+    AlertKind.AGENT_STUCK: "⏳",
+    AlertKind.AGENT_SILENT: "🔇",
+    AlertKind.QUEUE_EMPTY: "📭",
+    AlertKind.ISSUE_BLOCKED: "⛔",
+    AlertKind.RECOVERY_LOOP: "🔁",
+    AlertKind.BUDGET: "💸",
+    AlertKind.DELIVERY: "📡",
+}
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=False)
+
+
+def _time(ts: float) -> str:
+    return utc(ts).strftime("%H:%M UTC")
+
+
+def callback(alert_id: int, verb: str, arg: str = "") -> str:
+    data = f"v1:a:{alert_id}:{verb}" + (f":{arg}" if arg else "")
+    if len(data.encode()) > 64:  # cannot happen for integer ids and our verbs; guard anyway
+        raise ValueError(f"callback data {data!r} is over 64 bytes")
+    return data
+
+
+def _members_html(members: Sequence[AlertMember]) -> list[str]:
+    """Members grouped by what is wrong with them, names listed once per reason, cut to fit."""
+    groups: dict[str, list[AlertMember]] = {}
+    for m in members:
+        groups.setdefault(m.detail, []).append(m)
+    lines: list[str] = []
+    used = 0
+    for detail, group in groups.items():
+        names: list[str] = []
+        for m in group:
+            name = esc(m.label) if m.active else f"<s>{esc(m.label)}</s> ✓"
+            if used + len(name) > _BODY_BUDGET:
+                break
+            names.append(name)
+            used += len(name) + 2
+        more = len(group) - len(names)
+        tail = f" … and {more} more" if more else ""
+        head = esc(detail[:300])
+        used += len(head)
+        if len(group) == 1 and names:
+            lines.append(f"• {names[0]}: {head}")
+        else:
+            lines.append(f"• {head}:\n  {', '.join(names)}{tail}")
+        if used > _BODY_BUDGET:
+            rest = sum(len(g) for g in list(groups.values())[len(lines) :])
+            if rest:
+                lines.append(f"… and {rest} more")
+            break
+    return lines
+
+
+def render_alert(alert: Alert, company_id: str | None, now: float) -> str:
+    """The message for one audience: owners (None) see every member, a team chat its own."""
+    members = alert.members_for(company_id)
+    live = [m for m in members if m.active]
+    resolved = alert.state is AlertState.RESOLVED
+    icon = "✅" if resolved else KIND_ICON.get(alert.kind, "⚠️")
+    code = alert.cause.partition(":")[2]
+    head = f"{icon} <b>#{alert.id} {esc(alert.title)}</b>"
+    if code:
+        head += f" · <code>{esc(code)}</code>"
+    count = len(live) if not resolved else len(members)
+    noun = "subject" if count == 1 else "subjects"
+    if alert.kind in (
+        AlertKind.AGENT_ERROR,
+        AlertKind.AGENT_UNAUTHENTICATED,
+        AlertKind.AGENT_STUCK,
+        AlertKind.AGENT_SILENT,
+        AlertKind.DELIVERY,
+    ):
+        noun = "agent" if count == 1 else "agents"
+    elif alert.kind in (AlertKind.ISSUE_BLOCKED, AlertKind.RECOVERY_LOOP):
+        noun = "issue" if count == 1 else "issues"
+    lines = [head, f"{count} {noun} · since {_time(alert.created_at)}"]
+    if alert.severity is Severity.CRITICAL and not resolved:
+        lines[-1] += " · critical"
+    tail = []
+    if alert.fixes and not resolved:
+        hints = "; or ".join(FIX_HINTS[f] for f in alert.fixes)
+        tail += ["", f"<b>Fix:</b> {esc(hints)}."]
+    footer = _footer(alert, now)
+    if footer:
+        tail += ["", *footer]
+    body = _members_html(members)
+    while True:  # whole lines only: cutting HTML mid-tag would make Telegram refuse it
+        text = "\n".join([*lines, "", *body, *tail])
+        if len(text) <= MAX_TEXT or not body:
+            return text
+        body = [*body[:-2], "… and more"] if len(body) > 1 else []
+
+
+def _footer(alert: Alert, now: float) -> list[str]:
+    out = []
+    if alert.state is AlertState.RESOLVED and alert.resolved_at is not None:
+        out.append(f"✅ <b>Resolved</b> at {_time(alert.resolved_at)}")
+    if alert.acked_by and alert.acked_at is not None:
+        out.append(f"👍 Acknowledged by {esc(alert.acked_by)} at {_time(alert.acked_at)}")
+    if alert.state is AlertState.MUTED and alert.muted_until is not None:
+        who = alert.mutes[0] if alert.mutes else None
+        by = f" by {esc(who.author)}" if who else ""
+        why = f": {esc(who.reason)}" if who and who.reason else ""
+        out.append(f"🔕 Muted{by} until {_time(alert.muted_until)}{why}")
+    return out
+
+
+def alert_keyboard(alert: Alert) -> InlineKeyboardMarkup | None:
+    """Acknowledge, Mute 1h/4h/24h and the alert's fixes; none once it is resolved."""
+    if alert.state is AlertState.RESOLVED:
+        return None
+    rows: list[list[InlineKeyboardButton]] = []
+    if alert.state is AlertState.FIRING:
+        rows.append(
+            [InlineKeyboardButton("👍 Acknowledge", callback_data=callback(alert.id, "ack"))]
+        )
+    rows.append(
+        [
+            InlineKeyboardButton(f"🔕 {c}", callback_data=callback(alert.id, "mute", c))
+            for c in MUTE_CHOICES
+        ]
+    )
+    fixes = [
+        InlineKeyboardButton(FIX_LABELS[f], callback_data=callback(alert.id, "fix", f.value))
+        for f in alert.fixes
+    ]
+    if fixes:
+        rows.append(fixes)
+    return InlineKeyboardMarkup(rows)
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """ "Name (role) · ALI-12: text" — the summary an agent posted, for its team chat."""
+    who = f"<b>{esc(summary['name'])}</b> ({esc(summary['role'])})"
+    where = f" · {esc(summary['issue_id'])}" if summary.get("issue_id") else ""
+    body = str(summary["body"])
+    room = MAX_TEXT - 200
+    if len(body) > room:
+        body = body[:room] + "…"
+    return f"{who}{where}: {esc(body)}"

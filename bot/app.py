@@ -1,0 +1,171 @@
+"""The python-telegram-bot Application: handlers, rate limiting, the error handler, the menu.
+
+`build_application` wires every command and button to the desk; `register_commands` publishes
+the command menu with setMyCommands. Starting and stopping is bot.runner's job, so the bot runs
+in the same event loop as the core and the agent API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseRateLimiter,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+from telegram.request import BaseRequest
+
+from bot import commands, commands_admin, commands_alerts, digest
+from bot.access import COMMANDS, Access, Role, refusal
+from bot.callbacks import on_button
+from bot.desk import DESK_KEY, Desk, desk_of
+from bot.guided import build_form_handler
+from bot.logs import scrub
+from core.fleet import Fleet
+
+log = logging.getLogger(__name__)
+App = Application[Any, Any, Any, Any, Any, Any]
+
+HANDLERS = {
+    "start": commands.start,
+    "help": commands.help_,
+    "whoami": commands.whoami,
+    "status": commands.status,
+    "agents": commands.agents,
+    "agent": commands.agent,
+    "issues": commands.issues,
+    "assign": commands_admin.assign,
+    "role": commands_admin.role,
+    "reset": commands_admin.reset,
+    "pause": commands_admin.pause,
+    "resume": commands_admin.resume,
+    "wake": commands_admin.wake,
+    "rotate": commands_admin.rotate,
+    "authcheck": commands_admin.authcheck,
+    "mute": commands_alerts.mute,
+    "unmute": commands_alerts.unmute,
+    "alerts": commands_alerts.alerts,
+    "costs": commands.costs,
+    "digest": commands.digest,
+}
+
+
+def build_application(
+    fleet: Fleet,
+    token: str,
+    base_url: str,
+    *,
+    request: BaseRequest | None = None,
+    get_updates_request: BaseRequest | None = None,
+    rate_limiter: BaseRateLimiter[Any] | None = None,
+    form_timeout: float = 600.0,
+    daily_digest: bool = True,
+) -> App:
+    """An Application serving `fleet`, not yet initialised or started.
+
+    `request` / `get_updates_request` let tests and the demo talk to the offline Bot API.
+    The AIORateLimiter keeps under Telegram's flood limits and, on a 429, waits the
+    `retry_after` Telegram asked for and tries again (up to three times).
+    """
+    builder = ApplicationBuilder().token(token).base_url(base_url)
+    if request is not None:
+        builder = builder.request(request)
+    if get_updates_request is not None:
+        builder = builder.get_updates_request(get_updates_request)
+    application: App = builder.rate_limiter(rate_limiter or AIORateLimiter(max_retries=3)).build()
+    desk = Desk(fleet, Access(fleet.config.telegram), form_timeout=form_timeout)
+    application.bot_data[DESK_KEY] = desk
+    # The form first: while it waits for a title, a typed line is its answer, not chatter.
+    application.add_handler(build_form_handler(desk))
+    for name, handler in HANDLERS.items():
+        application.add_handler(CommandHandler(name, handler))
+    application.add_handler(CallbackQueryHandler(on_button))
+    # Last in the group: only a command no handler above took reaches it.
+    application.add_handler(MessageHandler(filters.COMMAND, unknown_command))
+    application.add_error_handler(on_error)
+    if daily_digest:
+        digest.schedule_digest(application)
+    return application
+
+
+def menu() -> list[BotCommand]:
+    return [BotCommand(c.name, c.about) for c in COMMANDS]
+
+
+async def register_commands(application: App) -> None:
+    """Publish the command menu (setMyCommands) so clients offer every command."""
+    await application.bot.set_my_commands(menu())
+
+
+async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A /command nobody handled: point at /help (and ignore commands meant for other bots)."""
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None or not message.text:
+        return
+    word = message.text.split()[0]
+    name, _, target = word[1:].partition("@")
+    if target and target.lower() != (context.bot.username or "").lower():
+        return
+    desk = desk_of(context)
+    role = desk.access.role(user.id)
+    if name.lower() == "cancel":  # /cancel outside a form
+        await message.reply_text("Nothing to cancel.")
+        await desk.audit(user.id, "/cancel", "", "ok", {"chat": message.chat_id})
+        return
+    if role is Role.STRANGER:
+        text = refusal(user.id, role, "", Role.VIEWER)
+    else:
+        text = f"I don't know /{html.escape(name, quote=False)}. /help lists the commands."
+    await message.reply_text(text, parse_mode=ParseMode.HTML)
+    result = "refused" if role is Role.STRANGER else "usage"
+    await desk.audit(user.id, "unknown", word, result, {"chat": message.chat_id})
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log every unhandled error with its traceback; tell the person something useful."""
+    error = context.error
+    if isinstance(error, RetryAfter) or (
+        isinstance(error, NetworkError) and not isinstance(error, BadRequest)
+    ):
+        # The rate limiter already retried; Telegram itself is unwell. Nothing to tell anyone.
+        log.warning("Telegram call failed after retries: %s", scrub(str(error)))
+        return
+    log.error(
+        "error while handling an update: %s",
+        scrub(repr(error)),
+        exc_info=(type(error), error, error.__traceback__) if error is not None else None,
+    )
+    if not isinstance(update, Update):
+        return
+    if update.callback_query is not None:
+        with contextlib.suppress(TelegramError):  # the query may be answered already
+            await update.callback_query.answer(
+                "Something went wrong on fleetbot's side; it is logged. Try again.",
+                show_alert=True,
+            )
+        return
+    chat = update.effective_chat
+    if chat is None:
+        return
+    kind = type(error).__name__ if error is not None else "error"
+    try:
+        await chat.send_message(
+            f"⚠️ Something went wrong on fleetbot's side ({html.escape(kind)}). It is logged "
+            "with the details; try again, and if it keeps happening, check the fleetbot log.",
+            parse_mode=ParseMode.HTML,
+        )
+    except TelegramError:
+        log.warning("could not tell chat %s about the error", chat.id)

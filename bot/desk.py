@@ -1,0 +1,160 @@
+"""What every handler works with: the desk (fleet, access rules, alert book) and one call.
+
+The desk is built once per Application and kept in `bot_data`; a Call is one command or button
+press by one person, with their role already looked up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from telegram import InlineKeyboardMarkup, Message, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot.logs import scrub
+from bot.render import split_html
+from core.alerts import AlertBook
+from core.clock import Clock
+from core.config import Config
+from core.service import FleetService
+
+if TYPE_CHECKING:
+    from bot.access import Access, Role
+    from core.fleet import Fleet
+
+log = logging.getLogger(__name__)
+DESK_KEY = "fleetbot.desk"
+Context = ContextTypes.DEFAULT_TYPE
+
+
+@dataclass
+class Desk:
+    fleet: Fleet
+    access: Access
+    # Seconds a guided /issue form waits for the next answer before it gives up.
+    form_timeout: float = 600.0
+    # Seconds an "are you sure?" button for a bulk action stays valid.
+    confirm_ttl: float = 600.0
+
+    @property
+    def service(self) -> FleetService:
+        return self.fleet.service
+
+    @property
+    def config(self) -> Config:
+        return self.fleet.config
+
+    @property
+    def clock(self) -> Clock:
+        return self.fleet.clock
+
+    @property
+    def alerts(self) -> AlertBook:
+        return self.fleet.alerts
+
+    def chat_company(self, chat_id: int | None) -> str | None:
+        """The company whose team chat this is, if any: commands there default to it."""
+        if chat_id is None:
+            return None
+        for c in self.config.companies:
+            if c.chat is not None and str(c.chat) == str(chat_id):
+                return c.id
+        return None
+
+    async def audit(
+        self, user_id: int, action: str, target: str, result: str, detail: dict[str, Any]
+    ) -> None:
+        try:
+            await self.service.audit(f"tg:{user_id}", action, scrub(target)[:200], detail, result)
+        except Exception:  # an audit failure must not hide the answer the user already got
+            log.exception("could not audit %s by tg:%s", action, user_id)
+
+
+def desk_of(context: Context) -> Desk:
+    desk = context.bot_data.get(DESK_KEY)
+    if not isinstance(desk, Desk):
+        raise RuntimeError("the Application was not built by bot.app.build_application")
+    return desk
+
+
+@dataclass
+class Call:
+    """One command or button press: who, where, with which arguments."""
+
+    desk: Desk
+    update: Update
+    context: Context
+    user_id: int
+    role: Role
+    rest: str = ""  # the command's arguments as typed
+    notes: list[str] = field(default_factory=list)  # what happened, for the audit row
+
+    @property
+    def actor(self) -> str:
+        return f"tg:{self.user_id}"
+
+    @property
+    def service(self) -> FleetService:
+        return self.desk.service
+
+    @property
+    def now(self) -> float:
+        return self.desk.clock.now()
+
+    @property
+    def chat_id(self) -> int | None:
+        chat = self.update.effective_chat
+        return None if chat is None else chat.id
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    async def reply(
+        self, text: str, keyboard: InlineKeyboardMarkup | None = None
+    ) -> Message | None:
+        """Send HTML, split under Telegram's limit; the keyboard goes on the last part."""
+        return await send_html(self.update, text, keyboard)
+
+
+async def send_html(
+    update: Update, text: str, keyboard: InlineKeyboardMarkup | None = None
+) -> Message | None:
+    message = update.effective_message
+    chat = update.effective_chat
+    parts = split_html(text) or ["(nothing to show)"]
+    sent: Message | None = None
+    for k, part in enumerate(parts):
+        markup = keyboard if k == len(parts) - 1 else None
+        if message is not None and update.callback_query is None:
+            sent = await message.reply_text(part, parse_mode=ParseMode.HTML, reply_markup=markup)
+        elif chat is not None:
+            thread = message.message_thread_id if message is not None else None
+            sent = await chat.send_message(
+                part,
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup,
+                message_thread_id=thread
+                if message is not None and message.is_topic_message
+                else None,
+            )
+    return sent
+
+
+async def edit_html(
+    update: Update, text: str, keyboard: InlineKeyboardMarkup | None = None
+) -> None:
+    """Replace the pressed message's text and keyboard; unchanged content is not an error."""
+    query = update.callback_query
+    if query is None:
+        return
+    parts: Sequence[str] = split_html(text) or ["(nothing to show)"]
+    try:
+        await query.edit_message_text(parts[0], parse_mode=ParseMode.HTML, reply_markup=keyboard)
+    except BadRequest as exc:
+        if "not modified" not in exc.message.lower():
+            raise

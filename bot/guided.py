@@ -1,0 +1,490 @@
+"""The guided /issue: company → assignee → title → details → confirm, one thumb all the way.
+
+A ConversationHandler per user and chat. Buttons edit the form message in place; typed answers
+(title, details, or an agent id) get the next step as a new message. Every step has a Cancel
+button (and /cancel works), every step re-checks the person's role, and a form left alone for
+`Desk.form_timeout` seconds ends with its message edited into a goodbye, so no live buttons are
+left behind. An alert's "File issue" button opens the form with its company already chosen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
+
+from bot import args, cards, render
+from bot.access import Role, guarded
+from bot.commands_admin import file_issue
+from bot.desk import Call, Context, Desk, desk_of, edit_html
+from bot.keyboards import Kind, Press, StaleButton, button, decode
+from core.durations import format_duration
+from core.errors import AmbiguousAssignee, FleetbotError, InvalidInput
+from core.models import Agent
+
+COMPANY, ASSIGNEE, TITLE, BODY, CONFIRM = range(5)
+STEPS = 5
+_FORMS = "fleetbot.forms"  # user_data key: chat id -> Form
+_NONE = "-"  # the id slot of form buttons that carry no value
+FORM_PATTERN = r"^v1:f:"
+ALERT_FILE_PATTERN = r"^v1:a:[^:]+:fix:file$"
+
+
+@dataclass
+class Form:
+    chat_id: int
+    company: str | None = None
+    company_name: str = ""
+    assignee: str | None = None  # an agent id
+    assignee_label: str = ""
+    title: str = ""
+    body: str = ""
+    message_id: int | None = None  # the form's latest message (edited on timeout)
+    skip_company: bool = False  # only one company, or chosen by the chat: no way back to it
+    state: int = COMPANY
+    picking: bool = False  # step 2 shows the agents of one role rather than the roles
+
+
+class _Closed(StaleButton):
+    """The form this update belongs to is gone (filed, cancelled, timed out, restarted)."""
+
+
+def _forms(call: Call) -> dict[int, Form]:
+    store = call.context.user_data
+    if store is None:  # updates without a user never reach the form
+        raise _Closed("This form is closed.")
+    forms: dict[int, Form] = store.setdefault(_FORMS, {})
+    return forms
+
+
+def _form(call: Call) -> Form:
+    form = _forms(call).get(call.chat_id or 0)
+    if form is None:
+        raise _Closed("This form is closed. Send /issue to start a new one.")
+    return form
+
+
+def _nav(back: bool = True) -> list[InlineKeyboardButton]:
+    row = [button("✖️ Cancel", Kind.FORM, _NONE, "cancel")]
+    if back:
+        row.insert(0, button("◀️ Back", Kind.FORM, _NONE, "back"))
+    return row
+
+
+def _head(form: Form, step: int) -> str:
+    where = f" for <b>{render.esc(form.company_name)}</b>" if form.company_name else ""
+    return f"📝 <b>New issue</b>{where} · step {step} of {STEPS}\n"
+
+
+async def _show(call: Call, form: Form, text: str, rows: list[list[InlineKeyboardButton]]) -> None:
+    """A button on the form edits it in place; anything else (a typed answer, the alert's
+    "File issue") gets a fresh form message below."""
+    keyboard = InlineKeyboardMarkup(rows)
+    query = call.update.callback_query
+    if (
+        query is not None
+        and query.message is not None
+        and query.message.message_id == form.message_id
+    ):
+        await edit_html(call.update, text, keyboard)
+    else:
+        previous = form.message_id
+        sent = await call.reply(text, keyboard)
+        if sent is not None:
+            form.message_id = sent.message_id
+        if previous is not None:
+            # One live form message at a time: the step before loses its buttons.
+            with contextlib.suppress(TelegramError):
+                await call.context.bot.edit_message_reply_markup(
+                    form.chat_id, previous, reply_markup=None
+                )
+
+
+def _write(call: Call, what: str) -> str:
+    """How to answer in words. A bot in a group sees only replies to its own messages (privacy
+    mode, Telegram's default), so there the answer must be a reply to the form."""
+    chat = call.update.effective_chat
+    if chat is not None and chat.type != "private":
+        return f"reply to this message with {what}"
+    return f"type {what}"
+
+
+# -- the steps' questions --------------------------------------------------------------------
+
+
+async def ask_company(call: Call, form: Form) -> int:
+    form.state = COMPANY
+    companies = await call.service.companies()
+    rows = [[button(c.name, Kind.FORM, c.id, "company")] for c in companies]
+    rows.append(_nav(back=False))
+    await _show(call, form, _head(form, 1) + "Which company is it for?", rows)
+    return COMPANY
+
+
+async def ask_assignee(call: Call, form: Form, agents: list[Agent] | None = None) -> int:
+    form.state, form.picking = ASSIGNEE, agents is not None
+    if agents is None:
+        everyone = await call.service.agents(form.company)
+        by_role: dict[str, int] = {}
+        for a in everyone:
+            by_role[a.role] = by_role.get(a.role, 0) + 1
+        buttons = [
+            button(role.upper() + (f" ×{n}" if n > 1 else ""), Kind.FORM, role, "role")
+            for role, n in sorted(by_role.items())
+        ]
+        prompt = f"Who should do it? Tap a role, or {_write(call, 'an agent id')}."
+    else:
+        buttons = [button(f"{a.name} · {a.role}", Kind.FORM, a.id, "agent") for a in agents]
+        prompt = "Several agents have that role. Which one?"
+    rows = [buttons[k : k + 3] for k in range(0, len(buttons), 3)]
+    rows.append(_nav(back=not form.skip_company or agents is not None))
+    await _show(call, form, _head(form, 2) + prompt, rows)
+    return ASSIGNEE
+
+
+async def ask_title(call: Call, form: Form) -> int:
+    form.state = TITLE
+    text = (
+        _head(form, 3) + f"For <b>{render.esc(form.assignee_label)}</b>.\n"
+        f"{_write(call, 'the title').capitalize()} (one line, under 200 characters)."
+    )
+    await _show(call, form, text, [_nav()])
+    return TITLE
+
+
+async def ask_body(call: Call, form: Form) -> int:
+    form.state = BODY
+    text = (
+        _head(form, 4) + f"<b>{render.esc(form.title)}</b>\n"
+        f"{_write(call, 'the details the agent needs').capitalize()}, or tap Skip."
+    )
+    await _show(call, form, text, [[button("⏭ Skip", Kind.FORM, _NONE, "skip")], _nav()])
+    return BODY
+
+
+async def ask_confirm(call: Call, form: Form) -> int:
+    form.state = CONFIRM
+    body = (
+        f"\n<blockquote>{render.esc(render.clip_block(form.body, 1000))}</blockquote>"
+        if form.body
+        else ""
+    )
+    text = (
+        _head(form, 5) + f"To: <b>{render.esc(form.assignee_label)}</b>\n"
+        f"Title: <b>{render.esc(form.title)}</b>{body}\nFile it?"
+    )
+    await _show(call, form, text, [[button("✅ File it", Kind.FORM, _NONE, "file")], _nav()])
+    return CONFIRM
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+@guarded("issue")
+async def issue_command(call: Call) -> object:
+    """`/issue ASSIGNEE TITLE [| body]` files at once; `/issue` alone opens the form."""
+    parsed = args.parse_issue(call.rest)
+    if parsed is not None:
+        await file_issue(call, parsed)
+        return ConversationHandler.END
+    call.note("opened the form")
+    return await begin(call, call.desk.chat_company(call.chat_id))
+
+
+async def begin(call: Call, company: str | None) -> int:
+    form = Form(call.chat_id or 0)
+    _forms(call)[form.chat_id] = form
+    if company is None:
+        companies = await call.service.companies()
+        if len(companies) == 1:
+            company = companies[0].id
+        elif not companies:
+            del _forms(call)[form.chat_id]
+            await call.reply("There are no companies to file work for; add them to config.yaml.")
+            return ConversationHandler.END
+    else:
+        form.skip_company = True
+    if company is None:
+        return await ask_company(call, form)
+    found = await call.service.company(company)
+    form.company, form.company_name = found.id, found.name
+    form.skip_company = True
+    return await ask_assignee(call, form)
+
+
+StepFn = Callable[[Call, Form, Press | None, str], Awaitable[object]]
+Handler = Callable[[Update, Context], Coroutine[Any, Any, object]]
+
+
+def step(name: str, fn: StepFn) -> Handler:
+    """Run one form step: re-check the role, find the form, answer the press, audit.
+
+    A refused or closed form ends the conversation; a fleetbot error (an unknown agent, a
+    title too long) is told and the form stays at its step.
+    """
+
+    async def handler(update: Update, context: Context) -> object:
+        user = update.effective_user
+        if user is None:
+            return None
+        desk = desk_of(context)
+        role = desk.access.role(user.id)
+        call = Call(desk, update, context, user.id, role)
+        query = update.callback_query
+        message = update.effective_message
+        text = "" if query is not None or message is None else message.text or ""
+        result, answer = "ok", ""
+        try:
+            if role < Role.OPERATOR:
+                result = "refused"
+                answer = f"Filing issues needs the operator role; you are {role.label}."
+                _forms(call).pop(call.chat_id or 0, None)
+                if query is None:
+                    await call.reply(f"⛔ {render.esc(answer)}")
+                return ConversationHandler.END
+            form = _form(call)
+            press = decode(query.data) if query is not None else None
+            return await fn(call, form, press, text)
+        except _Closed as exc:
+            result, answer = "stale", exc.reason
+            return ConversationHandler.END
+        except StaleButton as exc:
+            result, answer = "stale", exc.reason
+            return None
+        except FleetbotError as exc:
+            result, answer = f"error:{exc.code}", exc.message
+            if query is None:
+                await call.reply(f"⚠️ {render.esc(exc.message)}")
+            return None
+        except Exception:
+            result = "crashed"
+            raise
+        finally:
+            detail: dict[str, object] = {"chat": call.chat_id, "role": role.label}
+            if call.notes:
+                detail["did"] = "; ".join(call.notes)
+            target = (query.data or "") if query is not None else render.clip(text, 100)
+            await desk.audit(user.id, f"form.{name}", target, result, detail)
+            if query is not None and result != "crashed":  # answered after the audit row
+                await query.answer(render.clip(answer, 200) or None, show_alert=bool(answer))
+
+    handler.__name__ = f"form_{name}"
+    return handler
+
+
+async def _pressed(call: Call, form: Form, press: Press | None, text: str) -> object:
+    """A form button: pick a company, role or agent, skip, go back, file, or cancel."""
+    assert press is not None
+    verb = press.verb
+    if verb == "cancel":
+        return await _cancel(call, form)
+    if verb == "back":
+        return await _back(call, form)
+    if verb == "company" and form.state == COMPANY:
+        found = await call.service.company(press.ref)
+        form.company, form.company_name = found.id, found.name
+        call.note(f"company {found.id}")
+        return await ask_assignee(call, form)
+    if verb == "role" and form.state == ASSIGNEE:
+        holders = [a for a in await call.service.agents(form.company) if a.role == press.ref]
+        if not holders:
+            raise StaleButton("Nobody has that role any more. Pick again.")
+        if len(holders) > 1:
+            return await ask_assignee(call, form, holders)
+        return await _chose(call, form, holders[0])
+    if verb == "agent" and form.state == ASSIGNEE:
+        agents = await call.service.agents(form.company)
+        agent = next((a for a in agents if press.names(a.id)), None)
+        if agent is None:
+            raise StaleButton("That agent is no longer in this company. Pick again.")
+        return await _chose(call, form, agent)
+    if verb == "skip" and form.state == BODY:
+        form.body = ""
+        return await ask_confirm(call, form)
+    if verb == "file" and form.state == CONFIRM:
+        return await _file(call, form)
+    raise StaleButton("That button belongs to an earlier step of this form.")
+
+
+async def _chose(call: Call, form: Form, agent: Agent) -> int:
+    form.assignee, form.assignee_label = agent.id, f"{agent.name} ({agent.role}, {agent.id})"
+    call.note(f"assignee {agent.id}")
+    return await ask_title(call, form)
+
+
+async def _typed_assignee(call: Call, form: Form, press: Press | None, text: str) -> object:
+    try:
+        agent = await call.service.resolve_assignee(text, form.company)
+    except AmbiguousAssignee as exc:
+        agents = [a for a in await call.service.agents(form.company) if a.id in exc.choices]
+        return await ask_assignee(call, form, agents)
+    return await _chose(call, form, agent)
+
+
+async def _typed_title(call: Call, form: Form, press: Press | None, text: str) -> object:
+    title = " ".join(text.split())
+    if len(title) > 200:
+        raise InvalidInput(
+            f"keep the title under 200 characters (it has {len(title)}); type a shorter one"
+        )
+    form.title = title
+    call.note("title")
+    return await ask_body(call, form)
+
+
+async def _typed_body(call: Call, form: Form, press: Press | None, text: str) -> object:
+    if len(text) > 20_000:
+        raise InvalidInput("keep the details under 20,000 characters; type them again")
+    form.body = text.strip()
+    call.note("details")
+    return await ask_confirm(call, form)
+
+
+async def _file(call: Call, form: Form) -> int:
+    if form.assignee is None or not form.title:
+        raise _Closed("This form is incomplete. Send /issue to start again.")
+    issue = await call.service.file_issue(
+        title=form.title,
+        assignee=form.assignee,
+        actor=call.actor,
+        company=form.company,
+        body=form.body,
+    )
+    _forms(call).pop(form.chat_id, None)
+    call.note(f"filed {issue.id}")
+    text, keyboard = await cards.issue_card(call.desk, issue, call.role)
+    await edit_html(call.update, f"📝 Filed <b>{issue.id}</b>.\n\n{text}", keyboard)
+    return ConversationHandler.END
+
+
+async def _cancel(call: Call, form: Form) -> int:
+    _forms(call).pop(form.chat_id, None)
+    call.note("cancelled")
+    text = "✖️ New issue cancelled; nothing was filed."
+    if call.update.callback_query is not None:
+        await edit_html(call.update, text)
+    else:
+        await call.reply(text)
+    return ConversationHandler.END
+
+
+async def _cancel_typed(call: Call, form: Form, press: Press | None, text: str) -> object:
+    return await _cancel(call, form)
+
+
+async def _back(call: Call, form: Form) -> int:
+    if form.state == CONFIRM:
+        return await ask_body(call, form)
+    if form.state == BODY:
+        return await ask_title(call, form)
+    if form.state == TITLE or (form.state == ASSIGNEE and form.picking):
+        form.assignee = None
+        return await ask_assignee(call, form)
+    if form.skip_company:
+        raise StaleButton("This is the first step; Cancel closes the form.")
+    form.company, form.company_name = None, ""
+    return await ask_company(call, form)
+
+
+async def _alert_entry(update: Update, context: Context) -> object:
+    user, query = update.effective_user, update.callback_query
+    if user is None or query is None:
+        return None
+    desk = desk_of(context)
+    role = desk.access.role(user.id)
+    call = Call(desk, update, context, user.id, role)
+    result, answer = "ok", ""
+    try:
+        if role < Role.OPERATOR:
+            result = "refused"
+            answer = f"Filing issues needs the operator role; you are {role.label}."
+            return None
+        press = decode(query.data)
+        try:
+            alert = await desk.alerts.get(press.ref)
+        except FleetbotError:
+            raise StaleButton("That alert is gone. Send /issue to file work.") from None
+        scope = desk.chat_company(call.chat_id)
+        companies = [m.company_id for m in alert.members_for(scope) if m.active and m.company_id]
+        if not companies:
+            raise StaleButton(f"Alert #{alert.id} has no open company any more. Send /issue.")
+        call.note(f"form from alert #{alert.id}")
+        return await begin(call, companies[0])
+    except StaleButton as exc:
+        result, answer = "stale", exc.reason
+        return None
+    finally:
+        detail: dict[str, object] = {"chat": call.chat_id, "role": role.label}
+        if call.notes:
+            detail["did"] = "; ".join(call.notes)
+        await desk.audit(user.id, "button.a.fix", query.data or "", result, detail)
+        await query.answer(render.clip(answer, 200) or None, show_alert=bool(answer))
+
+
+async def on_timeout(update: Update, context: Context) -> None:
+    """The form sat idle too long: turn its message into a goodbye, drop its state."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None or context.user_data is None:
+        return
+    desk = desk_of(context)
+    form = context.user_data.get(_FORMS, {}).pop(chat.id, None)
+    if form is None:
+        return
+    text = (
+        f"⌛ This new-issue form waited {format_duration(desk.form_timeout)} for an answer and "
+        "closed; nothing was filed. Send /issue to start again."
+    )
+    if form.message_id is not None:
+        try:
+            await context.bot.edit_message_text(
+                text, chat.id, form.message_id, parse_mode=ParseMode.HTML
+            )
+        except TelegramError:
+            await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)
+    await desk.audit(user.id, "form.timeout", "", "ok", {"chat": chat.id})
+
+
+def build_form_handler(desk: Desk) -> ConversationHandler[Context]:
+    """The /issue conversation; add it before the general button handler."""
+    press = CallbackQueryHandler(step("press", _pressed), pattern=FORM_PATTERN)
+    typed = filters.TEXT & ~filters.COMMAND
+    states: dict[object, list[BaseHandler[Update, Context, object]]] = {
+        COMPANY: [press],
+        ASSIGNEE: [press, MessageHandler(typed, step("assignee", _typed_assignee))],
+        TITLE: [press, MessageHandler(typed, step("title", _typed_title))],
+        BODY: [press, MessageHandler(typed, step("details", _typed_body))],
+        CONFIRM: [press],
+        ConversationHandler.TIMEOUT: [TypeHandler(Update, on_timeout)],
+    }
+    with warnings.catch_warnings():
+        # PTB warns that with per_message=False a CallbackQueryHandler is not tracked per
+        # message. That is intended: one form per user and chat, whatever message is pressed;
+        # presses on old form messages are sorted out by the form's own state.
+        warnings.filterwarnings("ignore", message=".*per_message=False.*", category=PTBUserWarning)
+        return ConversationHandler(
+            entry_points=[
+                CommandHandler("issue", issue_command),
+                CallbackQueryHandler(_alert_entry, pattern=ALERT_FILE_PATTERN),
+            ],
+            states=states,
+            fallbacks=[CommandHandler("cancel", step("cancel", _cancel_typed))],
+            conversation_timeout=desk.form_timeout,
+            allow_reentry=True,
+            name="issue_form",
+        )

@@ -1,0 +1,492 @@
+"""HTML for every answer the bot gives: the board, agents, issues, costs, the digest.
+
+Pure functions of core records and a `now`. Everything that came from outside (names, titles,
+reasons, summaries) goes through `esc`; `split_html` cuts long answers into messages under
+Telegram's limit without breaking a tag or an entity.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from core.activity import CompanyActivity
+from core.alerts import Alert
+from core.board import CompanyBoard
+from core.clock import utc
+from core.costs import MonthCosts, Usage
+from core.durations import format_duration
+from core.models import Agent, AgentStatus, Comment, Company, Issue, IssueStatus, Run, RunStatus
+from core.mutes import Mute
+from core.rotation import AgentCheck, AuthReport
+
+MAX_TEXT = 4096
+MAX_LISTED = 300  # list lines per answer before the rest is only counted
+
+AGENT_ICON = {
+    AgentStatus.IDLE: "🟢",
+    AgentStatus.RUNNING: "🔵",
+    AgentStatus.PAUSED: "⏸",
+    AgentStatus.ERROR: "🔴",
+    AgentStatus.UNAUTHENTICATED: "🔑",
+}
+RUN_ICON = {
+    RunStatus.RUNNING: "▶️",
+    RunStatus.SUCCEEDED: "✅",
+    RunStatus.FAILED: "❌",
+    RunStatus.TIMED_OUT: "⌛",
+    RunStatus.CANCELLED: "✖️",
+    RunStatus.INTERRUPTED: "⚡",
+}
+ISSUE_ICON = {
+    IssueStatus.TODO: "📝",
+    IssueStatus.IN_PROGRESS: "🔧",
+    IssueStatus.IN_REVIEW: "👀",
+    IssueStatus.DONE: "✅",
+    IssueStatus.BLOCKED: "⛔",
+    IssueStatus.CANCELLED: "✖️",
+}
+# Order of agent statuses on the board: what needs a human first.
+_STATUS_ORDER = (
+    AgentStatus.UNAUTHENTICATED,
+    AgentStatus.ERROR,
+    AgentStatus.PAUSED,
+    AgentStatus.RUNNING,
+    AgentStatus.IDLE,
+)
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=False)
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, on one line, with an ellipsis if cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    delta = now - ts
+    if delta < 1:
+        return "just now"
+    return f"{format_duration(delta)} ago"
+
+
+def until(ts: float, now: float) -> str:
+    delta = ts - now
+    return "now" if delta < 1 else f"in {format_duration(delta)}"
+
+
+def money(amount: float) -> str:
+    return f"${amount:,.2f}" if amount >= 0.1 or amount == 0 else f"${amount:.4f}"
+
+
+def count(n: int, noun: str) -> str:
+    """`1 agent`, `2 agents`, `2 companies`."""
+    if n == 1:
+        return f"{n} {noun}"
+    plural = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+    return f"{n} {plural}"
+
+
+def stamp(now: float) -> str:
+    return utc(now).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- the board ------------------------------------------------------------------------------
+
+
+def status_board(boards: Sequence[CompanyBoard], firing: dict[str, int], now: float) -> str:
+    """/status: one short block per company, sized for one phone screen."""
+    lines = [f"<b>Fleet status</b> · {stamp(now)}"]
+    if not boards:
+        lines.append("No companies configured yet: add them under companies: in config.yaml.")
+    for b in boards:
+        lines.append("")
+        lines.append(f"<b>{esc(b.company.name)}</b> · {esc(b.company.prefix)}")
+        agents = [
+            f"{AGENT_ICON[s]} {b.agents[s.value]} {s.value}"
+            for s in _STATUS_ORDER
+            if b.agents.get(s.value)
+        ]
+        lines.append(" · ".join(agents) if agents else "no agents")
+        blocked = b.issues.get(IssueStatus.BLOCKED.value, 0)
+        work = f"Issues: {b.open_issues} open"
+        lines.append(work + (f" · ⛔ {blocked} blocked" if blocked else ""))
+        alerts = firing.get(b.company.id, 0)
+        lines.append(f"🚨 {count(alerts, 'alert')} firing" if alerts else "No alerts firing")
+        lines.append(
+            f"LLM this month: {count(b.llm_calls, 'call')} · {money(b.cost)} · "
+            f"{b.saved_calls} saved by skipped heartbeats"
+        )
+    return "\n".join(lines)
+
+
+# -- agents ----------------------------------------------------------------------------------
+
+
+def agent_line(a: Agent) -> str:
+    line = f"{AGENT_ICON[a.status]} <code>{esc(a.id)}</code> {esc(a.name)} · {esc(a.role)}"
+    if a.status is not AgentStatus.IDLE:
+        line += f" — {a.status.value}"
+        if a.reason:
+            line += f": <i>{esc(clip(a.reason, 80))}</i>"
+    return line
+
+
+def agent_list(
+    agents: Sequence[Agent], companies: Sequence[Company], limit: int = MAX_LISTED
+) -> str:
+    """Agents grouped by company; past `limit` the rest is counted, not listed (a fleet of
+    thousands would otherwise arrive as a hundred messages)."""
+    names = {c.id: c for c in companies}
+    if not agents:
+        return "No agents here. Agents are listed under companies: in config.yaml."
+    lines: list[str] = []
+    current = None
+    for a in agents[:limit]:
+        if a.company_id != current:
+            current = a.company_id
+            company = names.get(a.company_id)
+            title = company.name if company else a.company_id
+            lines.append(("\n" if lines else "") + f"<b>{esc(title)}</b> ({esc(a.company_id)})")
+        lines.append(agent_line(a))
+    if len(agents) > limit:
+        lines.append(f"… and {len(agents) - limit} more: /agents COMPANY narrows the list.")
+    lines.append("\nOpen one with /agent ID.")
+    return "\n".join(lines)
+
+
+def agent_card(
+    agent: Agent, company: Company | None, inbox: int, last_run: Run | None, now: float
+) -> str:
+    where = company.name if company else agent.company_id
+    lines = [
+        f"{AGENT_ICON[agent.status]} <b>{esc(agent.name)}</b> <code>{esc(agent.id)}</code>",
+        f"{esc(agent.role)} at {esc(where)}"
+        + (f" · reports to {esc(agent.reports_to)}" if agent.reports_to else ""),
+        f"Status: <b>{agent.status.value}</b> for "
+        f"{format_duration(max(0.0, now - agent.status_changed_at))}",
+    ]
+    if agent.reason or agent.reason_code:
+        code = f" (<code>{esc(agent.reason_code)}</code>)" if agent.reason_code else ""
+        lines.append(f"Why: <i>{esc(clip(agent.reason, 300))}</i>{code}")
+    lines.append(f"Inbox: {count(inbox, 'open issue')}")
+    if last_run is None:
+        lines.append("Last run: none yet")
+    else:
+        lines.append(f"Last run: {run_line(last_run, now)}")
+    beat = f"every {format_duration(agent.heartbeat_seconds)}"
+    if agent.status in (AgentStatus.IDLE, AgentStatus.UNAUTHENTICATED):
+        beat += f", next {until(agent.next_heartbeat_at, now)}"
+    lines.append(f"Model: {esc(agent.model)} · heartbeat {beat}")
+    lines.append(f"Token version {agent.token_version} · last seen {ago(agent.last_seen_at, now)}")
+    return "\n".join(lines)
+
+
+def run_line(run: Run, now: float) -> str:
+    parts = [f"{RUN_ICON[run.status]} {run.status.value}"]
+    if run.issue_id:
+        parts.append(f"<code>{esc(run.issue_id)}</code>")
+    parts.append(f"{run.turns} turns · {money(run.cost)}")
+    parts.append(ago(run.started_at, now))
+    line = " · ".join(parts)
+    if run.status is not RunStatus.SUCCEEDED and run.reason:
+        line += f" — <i>{esc(clip(run.reason, 100))}</i>"
+    return line
+
+
+def runs_list(agent: Agent, runs: Sequence[Run], now: float) -> str:
+    lines = [f"<b>Recent runs of {esc(agent.name)}</b> <code>{esc(agent.id)}</code>"]
+    if not runs:
+        lines.append("No runs yet: its heartbeats have found no work.")
+    lines.extend(run_line(r, now) for r in runs)
+    return "\n".join(lines)
+
+
+# -- issues ----------------------------------------------------------------------------------
+
+
+def issue_line(issue: Issue) -> str:
+    who = f" → {esc(issue.assignee_id)}" if issue.assignee_id else ""
+    return (
+        f"{ISSUE_ICON[issue.status]} <code>{esc(issue.id)}</code> {issue.status.value}{who} · "
+        f"{esc(clip(issue.title, 80))}"
+    )
+
+
+def issue_list(issues: Sequence[Issue], heading: str, more: bool) -> str:
+    lines = [f"<b>{esc(heading)}</b>"]
+    if not issues:
+        lines.append("None. File one with /issue.")
+    lines.extend(issue_line(i) for i in issues)
+    if more:
+        lines.append(f"… showing the newest {len(issues)}; narrow it with a filter.")
+    elif issues:
+        lines.append("\nOpen one with /issues ID.")
+    return "\n".join(lines)
+
+
+def issue_card(issue: Issue, comments: Sequence[Comment], now: float) -> str:
+    lines = [
+        f"{ISSUE_ICON[issue.status]} <b>{esc(issue.id)}</b> · {esc(issue.title)}",
+        f"Status: <b>{issue.status.value}</b>"
+        + (f" — <i>{esc(clip(issue.reason, 200))}</i>" if issue.reason else ""),
+        f"Assignee: {esc(issue.assignee_id or 'nobody')} · attempts "
+        f"{issue.attempts}/{issue.max_attempts}",
+        f"Filed by {esc(issue.created_by)} {ago(issue.created_at, now)} · updated "
+        f"{ago(issue.updated_at, now)}",
+    ]
+    if issue.model:
+        lines.append(f"Model: {esc(issue.model)}")
+    if issue.body:
+        lines.append(f"<blockquote>{esc(clip_block(issue.body, 1500))}</blockquote>")
+    if comments:
+        lines.append(f"<b>Comments</b> ({len(comments)})")
+        for c in comments[-3:]:
+            lines.append(f"{esc(c.author)}, {ago(c.created_at, now)}: {esc(clip(c.body, 300))}")
+    return "\n".join(lines)
+
+
+def clip_block(text: str, limit: int) -> str:
+    """Like `clip`, but keeps line breaks (for bodies shown as a quote)."""
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# -- auth ----------------------------------------------------------------------------------
+
+
+def auth_report(report: AuthReport, title: str = "Token check") -> str:
+    icon = "✅" if report.ok else "🔑"
+    lines = [
+        f"{icon} <b>{esc(title)}</b>: {esc(report.summary())} · key <code>{esc(report.kid)}</code>"
+    ]
+    for c in report.failing[:30]:
+        lines.append(check_line(c))
+    if len(report.failing) > 30:
+        lines.append(f"… and {len(report.failing) - 30} more")
+    return "\n".join(lines)
+
+
+def check_line(c: AgentCheck) -> str:
+    if c.ok:
+        return f"✅ <code>{esc(c.agent_id)}</code> authenticates"
+    return (
+        f"🔑 <code>{esc(c.agent_id)}</code>: <code>{esc(c.code)}</code> — "
+        f"{esc(clip(c.message, 160))}. Fix: {esc(c.fix)}"
+    )
+
+
+# -- costs and digest ----------------------------------------------------------------------
+
+
+def costs(
+    month: MonthCosts,
+    companies: Sequence[Company],
+    agents: Sequence[Agent],
+    budgets: dict[str, float | None],
+) -> str:
+    """/costs: per company, LLM calls, tokens and spend this month, the budget used, the
+    biggest spenders, and the calls saved by heartbeats that woke no model."""
+    lines = [f"<b>LLM spend</b> · {esc(month.month)}"]
+    for company in companies:
+        usage = month.companies.get(company.id, Usage())
+        lines.append("")
+        lines.append(f"<b>{esc(company.name)}</b>: {money(usage.cost)}")
+        lines.append(
+            f"{count(usage.llm_calls, 'LLM call')} · {_tokens(usage.tokens)} tokens · "
+            f"{usage.saved_calls} calls saved by skipped heartbeats"
+        )
+        budget = budgets.get(company.id)
+        if budget:
+            lines.append(f"Budget {money(budget)}: {usage.cost / budget * 100:.0f}% used")
+        spenders = [
+            (a.id, month.agents[a.id])
+            for a in agents
+            if a.company_id == company.id and a.id in month.agents and month.agents[a.id].runs
+        ]
+        for agent_id, u in sorted(spenders, key=lambda x: (-x[1].cost, x[0]))[:5]:
+            lines.append(f"  <code>{esc(agent_id)}</code> {money(u.cost)} · {count(u.runs, 'run')}")
+    if not companies:
+        lines.append("No companies configured.")
+    return "\n".join(lines)
+
+
+def _tokens(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1000:.0f}k"
+    return str(n)
+
+
+def digest(activity: Iterable[CompanyActivity], since: float, now: float) -> str:
+    hours = round((now - since) / 3600)
+    lines = [f"<b>Daily digest</b> · the last {hours} hours, to {stamp(now)}"]
+    for act in activity:
+        lines.append("")
+        lines.extend(company_digest(act, now))
+    return "\n".join(lines)
+
+
+def company_digest(act: CompanyActivity, now: float) -> list[str]:
+    runs = sum(act.runs.values())
+    ok = act.runs.get(RunStatus.SUCCEEDED.value, 0)
+    failed = runs - ok - act.runs.get(RunStatus.RUNNING.value, 0)
+    lines = [
+        f"<b>{esc(act.company.name)}</b>",
+        f"Issues: {act.filed} filed · {act.done} done · {len(act.blocked)} blocked",
+        f"Runs: {runs} ({ok} ok, {failed} failed) · {money(act.cost)} · "
+        f"{act.saved_calls} calls saved",
+    ]
+    for issue in act.blocked[:5]:
+        lines.append(f"⛔ {issue_line(issue)[2:]}")
+    if len(act.blocked) > 5:
+        lines.append(f"… and {len(act.blocked) - 5} more blocked")
+    for a in act.attention[:8]:
+        lines.append(agent_line(a))
+    if not runs and not act.filed:
+        lines.append("💤 Empty queue: nobody filed work. Feed the team with /issue.")
+    for s in act.summaries[:5]:
+        ref = f" <code>{esc(s.issue_id)}</code>" if s.issue_id else ""
+        lines.append(f"📝 {esc(s.agent_id)}{ref}: {esc(clip(s.body, 200))}")
+    return lines
+
+
+# -- splitting -------------------------------------------------------------------------------
+
+_ATOM = re.compile(r"<[^>]*>|&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z]+);|[\s\S]")
+_TAG_NAME = re.compile(r"</?\s*([A-Za-z][A-Za-z0-9-]*)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Atom:
+    raw: str
+    size: int  # UTF-16 code units of visible text (0 for a tag)
+    tag: str = ""  # tag name, for tags
+    closing: bool = False
+
+
+def _atoms(text: str) -> list[_Atom]:
+    out = []
+    for m in _ATOM.finditer(text):
+        raw = m.group()
+        if raw.startswith("<") and len(raw) > 1:
+            name = _TAG_NAME.match(raw)
+            out.append(_Atom(raw, 0, name.group(1).lower() if name else "", raw[1:2] == "/"))
+        elif raw.startswith("&") and len(raw) > 1:
+            out.append(_Atom(raw, 1))
+        else:
+            out.append(_Atom(raw, 2 if ord(raw) > 0xFFFF else 1))
+    return out
+
+
+def split_html(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Cut Telegram HTML into messages of at most `limit` visible UTF-16 units each.
+
+    Cuts at a line break if there is one in the chunk, else at a space, else anywhere between
+    two characters; never inside a tag or an entity. Tags open at a cut are closed at the end
+    of the chunk and reopened at the start of the next, so each part is valid on its own.
+    Chunks with nothing visible are dropped.
+    """
+    if limit < 2:
+        raise ValueError("limit must be at least 2")
+    atoms = _atoms(text)
+    chunks: list[str] = []
+    stack: list[_Atom] = []  # open tags at the start of the current chunk
+    start = 0
+    while start < len(atoms):
+        cut, end_stack = _next_cut(atoms, start, stack, limit)
+        body = "".join(a.raw for a in stack) + "".join(a.raw for a in atoms[start:cut])
+        body += "".join(f"</{a.tag}>" for a in reversed(end_stack))
+        if any(a.size and not a.raw.isspace() for a in atoms[start:cut]):
+            chunks.append(body)
+        stack = end_stack
+        start = cut
+        # The line break we cut at would only be trimmed away by Telegram.
+        while start < len(atoms) and atoms[start].raw == "\n":
+            start += 1
+    return chunks
+
+
+def _next_cut(
+    atoms: list[_Atom], start: int, stack: list[_Atom], limit: int
+) -> tuple[int, list[_Atom]]:
+    """Where the chunk starting at `start` ends, and the tags open there."""
+    open_tags = list(stack)
+    size = 0
+    # (index, open tags) of the last places to cut: after a line, after a space.
+    best_line: tuple[int, list[_Atom]] | None = None
+    best_space: tuple[int, list[_Atom]] | None = None
+    i = start
+    while i < len(atoms):
+        atom = atoms[i]
+        if atom.size:
+            if size + atom.size > limit:
+                chosen = best_line or best_space
+                if chosen is not None and chosen[0] > start:
+                    return chosen
+                return i if i > start else i + 1, open_tags
+            size += atom.size
+            if atom.raw == "\n":
+                best_line = (i, list(open_tags))
+            elif atom.raw.isspace():
+                best_space = (i + 1, list(open_tags))
+        elif atom.tag:
+            if atom.closing:
+                for j in range(len(open_tags) - 1, -1, -1):
+                    if open_tags[j].tag == atom.tag:
+                        del open_tags[j:]
+                        break
+            elif not atom.raw.endswith("/>"):
+                open_tags.append(atom)
+        i += 1
+    return len(atoms), open_tags
+
+
+# -- alerts ----------------------------------------------------------------------------------
+
+MAX_ALERTS = 30
+ALERT_ICON = {"firing": "🚨", "acknowledged": "👍", "muted": "🔕", "resolved": "✅"}
+
+
+def alert_line(alert: Alert, now: float) -> str:
+    live = alert.active_members
+    names = ", ".join(m.label for m in live[:6]) + (f" +{len(live) - 6}" if len(live) > 6 else "")
+    line = (
+        f"{ALERT_ICON.get(alert.state.value, '•')} <b>#{alert.id}</b> {esc(alert.title)} · "
+        f"{alert.state.value} for {format_duration(max(0.0, now - alert.created_at))}"
+    )
+    if names:
+        line += f"\n    {esc(names)}"
+    if alert.acked_by:
+        line += f"\n    acknowledged by {esc(alert.acked_by)}"
+    if alert.muted_until:
+        line += f"\n    muted until {stamp(alert.muted_until)}"
+    return line
+
+
+def alert_list(alerts: Sequence[Alert], mutes: Sequence[Mute], now: float) -> str:
+    lines = [f"<b>Alerts</b>: {count(len(alerts), 'open alert')}"]
+    if not alerts:
+        lines.append("✅ Nothing is firing.")
+    lines.extend(alert_line(a, now) for a in alerts[:MAX_ALERTS])
+    if len(alerts) > MAX_ALERTS:
+        lines.append(f"… and {len(alerts) - MAX_ALERTS} more")
+    if mutes:
+        lines.append("\n<b>Mutes</b>")
+        for m in mutes:
+            why = f" — {esc(clip(m.reason, 80))}" if m.reason else ""
+            lines.append(
+                f"🔕 <code>m{m.id}</code> {esc(m.target)} until {stamp(m.until)} by "
+                f"{esc(m.author)}{why}"
+            )
+    if alerts or mutes:
+        lines.append("\n/mute TARGET 4h · /unmute ID")
+    return "\n".join(lines)

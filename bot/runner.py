@@ -1,0 +1,159 @@
+"""Runs the bot inside `fleetbot run`: same event loop as the core and the agent API.
+
+`async with BotRunner(fleet, env):` reads the bot token, builds the Application, publishes the
+command menu, starts long polling (or the webhook), starts the alert notifier, and on the way
+out stops all of it in reverse order, also when starting failed half-way or the body raised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from telegram.error import InvalidToken, NetworkError
+from telegram.request import BaseRequest
+
+from bot.app import App, build_application, register_commands
+from core.errors import ConfigError
+from core.fleet import Fleet
+
+log = logging.getLogger(__name__)
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
+
+
+class BotRunner:
+    """The Telegram side of the process, as an async context manager."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        env: Mapping[str, str],
+        *,
+        request: BaseRequest | None = None,
+        get_updates_request: BaseRequest | None = None,
+        **app_options: Any,
+    ) -> None:
+        self.fleet = fleet
+        self.env = env
+        self._request = request
+        self._get_updates_request = get_updates_request
+        self._app_options = app_options
+        self.application: App | None = None
+        self._undo: list[Callable[[], Awaitable[object]]] = []
+
+    def _token(self) -> str:
+        tg = self.fleet.config.telegram
+        ref = tg.token_ref()
+        token = ref.resolve(self.env)
+        if not token:
+            raise ConfigError(
+                f"no Telegram bot token: set {ref.describe()} to the token @BotFather gave you "
+                "(telegram.token_env or telegram.token_file in the config), or start with "
+                "--no-bot. No bot yet? `fleetbot demo` runs everything offline."
+            )
+        return token
+
+    async def __aenter__(self) -> BotRunner:
+        try:
+            await self._start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        tg = self.fleet.config.telegram
+        app = build_application(
+            self.fleet,
+            self._token(),
+            tg.base_url,
+            request=self._request,
+            get_updates_request=self._get_updates_request,
+            **self._app_options,
+        )
+        self.application = app
+        try:
+            await app.initialize()
+        except InvalidToken:
+            raise ConfigError(
+                f"Telegram refused the bot token in {tg.token_ref().describe()}; copy it again "
+                "from @BotFather (/token)."
+            ) from None
+        except NetworkError as exc:
+            raise ConfigError(
+                f"cannot reach the Bot API at {tg.base_url} ({exc.message}); check "
+                "telegram.base_url and the network."
+            ) from None
+        self._undo.append(app.shutdown)
+        await register_commands(app)
+        updater = app.updater
+        assert updater is not None
+        if tg.mode == "webhook":
+            await self._start_webhook(app)
+        else:
+            await updater.start_polling(drop_pending_updates=False)
+        self._undo.append(updater.stop)
+        await app.start()
+        self._undo.append(app.stop)
+        await self._start_notifier(app)
+        log.info("bot @%s running (%s)", app.bot.username, tg.mode)
+
+    async def _start_webhook(self, app: App) -> None:
+        tg = self.fleet.config.telegram
+        hook = tg.webhook
+        if hook is None:
+            raise ConfigError(
+                "telegram.mode is webhook but there is no telegram.webhook section; add url: "
+                "(the public HTTPS URL) and listen: (host:port)"
+            )
+        secret = self.env.get(hook.secret_token_env, "")
+        if not _SECRET_TOKEN.match(secret):
+            raise ConfigError(
+                f"webhook mode needs a secret token in env var {hook.secret_token_env}: 1-256 "
+                "characters of A-Z, a-z, 0-9, _ and - (e.g. `openssl rand -hex 32`)"
+            )
+        host, _, port = hook.listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"telegram.webhook.listen: write host:port, not {hook.listen!r}")
+        assert app.updater is not None
+        await app.updater.start_webhook(
+            listen=host.strip("[]"),
+            port=int(port),
+            url_path=urlsplit(hook.url).path.lstrip("/"),
+            webhook_url=hook.url,
+            secret_token=secret,
+            drop_pending_updates=False,
+        )
+
+    async def _start_notifier(self, app: App) -> None:
+        """Start the alert notifier (bot.notifier) if this build has one."""
+        try:
+            notifier = importlib.import_module("bot.notifier")
+        except ImportError:
+            log.warning("bot.notifier is missing: alerts are recorded but not delivered")
+            return
+        start = getattr(notifier, "start_notifier", None)
+        if start is None:
+            return
+        stop = await start(app, self.fleet)
+        if stop is not None:
+            self._undo.append(stop)
+
+    async def aclose(self) -> None:
+        """Stop in reverse order of starting; every step runs even if one before it failed."""
+        while self._undo:
+            undo = self._undo.pop()
+            try:
+                await undo()
+            except Exception:
+                log.exception("stopping the bot: %s failed", getattr(undo, "__name__", undo))
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

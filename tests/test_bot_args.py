@@ -1,0 +1,146 @@
+"""The command argument parser: pure functions, checked on examples and on arbitrary text."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot import args
+from bot.args import UsageError
+from core.durations import format_duration
+from core.models import OPEN_ISSUE_STATUSES, IssueStatus
+
+WORD = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="|"), min_size=1
+).filter(lambda w: w.strip() == w and " " not in w and w.split() == [w])
+
+
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [
+        ("/issue cto Fix it", "cto Fix it"),
+        ("/issue@fleetbot_test_bot cto Fix it", "cto Fix it"),
+        ("  /status  ", ""),
+        ("/agents@bot\naliens", "aliens"),
+        ("no command here", "no command here"),
+        ("/issue|x", "/issue|x"),  # not a command token: kept whole
+    ],
+)
+def test_command_rest(text: str, rest: str) -> None:
+    assert args.command_rest(text) == rest
+
+
+def test_parse_issue_examples() -> None:
+    assert args.parse_issue("") is None
+    assert args.parse_issue("   ") is None
+    assert args.parse_issue("cto Fix the   login | Steps:\n1. open") == args.IssueArgs(
+        "cto", "Fix the login", "Steps:\n1. open"
+    )
+    assert args.parse_issue("cto@aliens Title with | pipes | inside") == args.IssueArgs(
+        "cto@aliens", "Title with", "pipes | inside"
+    )
+    for bad, problem in [
+        ("cto", "needs a title"),
+        ("| body only", "assignee and a title"),
+        ("cto " + "x" * 201, "under 200"),
+    ]:
+        with pytest.raises(UsageError, match=problem):
+            args.parse_issue(bad)
+
+
+@given(WORD, st.lists(WORD, min_size=1, max_size=8), st.text())
+def test_parse_issue_splits_any_words(assignee: str, title: list[str], body: str) -> None:
+    text = f"{assignee} {' '.join(title)}"
+    if "|" in body or body.strip():
+        text += f" | {body}"
+    try:
+        parsed = args.parse_issue(text)
+    except UsageError as exc:
+        assert "200" in exc.problem
+        return
+    assert parsed is not None
+    assert parsed.assignee == assignee
+    assert parsed.title == " ".join(title)
+    assert parsed.body == body.strip()
+
+
+@given(st.text())
+def test_parsers_raise_only_usage_errors(text: str) -> None:
+    for parse in (
+        args.parse_issue,
+        args.parse_mute,
+        args.parse_issue_query,
+        lambda t: args.one_word(t, "agent"),
+        lambda t: args.two_words(t, "issue", "assignee"),
+        lambda t: args.word_and_rest(t, "agent"),
+        lambda t: args.optional_word(t, "company"),
+        args.no_args,
+        args.command_rest,
+    ):
+        try:
+            parse(text)
+        except UsageError as exc:
+            assert exc.problem
+
+
+@given(st.integers(min_value=1, max_value=30 * 86400))
+def test_durations_round_trip(seconds: int) -> None:
+    text = format_duration(seconds)
+    parsed = args.parse_duration_word(text)
+    # format_duration keeps the two biggest units: within a minute for spans over an hour
+    assert abs(parsed - seconds) < (3600 if seconds >= 86400 else 60)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("0", "more than zero"), ("31d", "at most 30d"), ("soon", "not a duration"), ("-4h", "not")],
+)
+def test_bad_durations(text: str, problem: str) -> None:
+    with pytest.raises(UsageError, match=problem):
+        args.parse_duration_word(text)
+
+
+def test_parse_mute() -> None:
+    assert args.parse_mute("12 4h") == args.MuteArgs("12", 14400.0, "")
+    assert args.parse_mute("agent:ripley 1h30m  on leave today ") == args.MuteArgs(
+        "agent:ripley", 5400.0, "on leave today"
+    )
+    with pytest.raises(UsageError, match="how long"):
+        args.parse_mute("12")
+
+
+def test_issue_query() -> None:
+    q = args.parse_issue_query("")
+    assert q.statuses == OPEN_ISSUE_STATUSES and q.names == ()
+    q = args.parse_issue_query("blocked todo aliens @bishop")
+    assert q.statuses == {IssueStatus.BLOCKED, IssueStatus.TODO}
+    assert (q.assignee, q.names) == ("bishop", ("aliens",))
+    q = args.parse_issue_query("status:done company:ALI agent:@ripley")
+    assert (q.statuses, q.company, q.assignee) == ({IssueStatus.DONE}, "ALI", "ripley")
+    assert args.parse_issue_query("all").statuses == set(IssueStatus)
+    assert args.parse_issue_query("ALI-3").names == ("ALI-3",)
+    for bad, problem in [
+        ("status:nope", "unknown status"),
+        ("status:", "needs a value"),
+        ("@a @b", "not both"),
+        ("color:red", "unknown filter"),
+        ("a b c", "at most"),
+    ]:
+        with pytest.raises(UsageError, match=problem):
+            args.parse_issue_query(bad)
+
+
+def test_word_helpers() -> None:
+    assert args.one_word(" ripley ", "agent") == "ripley"
+    assert args.two_words("ALI-1 cto", "issue", "assignee") == ("ALI-1", "cto")
+    assert args.word_and_rest("ripley on leave", "agent") == ("ripley", "on leave")
+    assert args.optional_word("", "company") is None
+    with pytest.raises(UsageError, match="name the agent"):
+        args.one_word("", "agent")
+    with pytest.raises(UsageError, match="not 2 words"):
+        args.one_word("a b", "agent")
+    with pytest.raises(UsageError, match=r"got 1 word\)"):
+        args.two_words("a", "issue", "assignee")
+    with pytest.raises(UsageError, match="no arguments"):
+        args.no_args("x")
