@@ -2,10 +2,10 @@
 
 The real core, agent API and bot run against the offline Bot API, with the simulated two-company
 fleet of the field notes. Some agents misbehave on purpose so every kind of alert shows up within
-the first few minutes: Bishop fails now and then, Dallas always fails (his issue is retried, then
-blocked), Kane hangs (stuck, silent, timed out), Lambert's endpoint is down (delivery), Ash's
-token was signed with the wrong key (unauthenticated), Ripley has a tiny budget, and Matrix has
-no work at all (empty queue). You are the owner, chatting in the terminal.
+the first few minutes: Bishop fails or gets blocked now and then, Dallas always fails (his issue
+is retried, then blocked), Kane hangs (silent, stuck, timed out), Lambert's endpoint is down
+(delivery), Ash's token was signed with the wrong key (unauthenticated), Ripley has a tiny
+budget, and Matrix has no work at all (empty queue). You are the owner, chatting in the terminal.
 """
 
 from __future__ import annotations
@@ -61,15 +61,15 @@ def demo_config() -> dict[str, Any]:
         "auth": {"rotation_grace": "10m"},
         "defaults": {
             "heartbeat": "30s",
-            "run_timeout": "40s",
+            "run_timeout": "60s",
             "retry_backoff": "5s",
             "max_attempts": 3,
             "skills": {"*": ["issues.create", "summaries.post"]},
         },
         "monitors": {
             "interval": "5s",
-            "stuck_after": "20s",
-            "silent_after": "25s",
+            "stuck_after": "35s",
+            "silent_after": "20s",
             "queue_empty_heartbeats": 2,
             "recovery_loop_dispatches": 2,
             "recovery_loop_window": "10m",
@@ -99,7 +99,7 @@ def demo_config() -> dict[str, Any]:
                         "name": "Bishop",
                         "role": "cto",
                         "reports_to": "ripley",
-                        "runtime": _sim(failure_rate=0.3, seed=7),
+                        "runtime": _sim(failure_rate=0.3, blocked_rate=0.3, seed=7),
                     },
                     {
                         "id": "dallas",
@@ -256,6 +256,7 @@ async def _run(
                     MATRIX_CHAT: "Matrix team chat",
                 },
                 out,
+                echo_alerts=frozenset({OWNER_ID}),
             )
             chat.banner(INTRO)
             chat.banner(f"(agent API at {fleet.api_url}; data in {folder}; log: {log_path})")

@@ -39,13 +39,17 @@ class TerminalChat:
         out: TextIO | None = None,
         *,
         color: bool | None = None,
+        echo_alerts: frozenset[int] = frozenset(),
     ) -> None:
         self.api = api
         self.owner_id = owner_id
         self.chats = chats  # chat id -> label shown above its messages
+        # Team chats get the same alerts as the owner; showing both would print each twice.
+        self.echo_alerts = echo_alerts
         self.out = out or sys.stdout
         self.color = self.out.isatty() if color is None else color
         self._seen = 0  # index into api.sent_log
+        self._hidden: set[tuple[int, int]] = set()
         self._buttons: dict[int, _Button] = {}
         self._next_button = 1
         self._last_output = 0.0
@@ -71,6 +75,10 @@ class TerminalChat:
                 continue
             chat_id = int(message.get("chat", {}).get("id", 0))
             if chat_id not in self.chats:
+                continue
+            key = (chat_id, int(message.get("message_id", 0)))
+            if chat_id not in self.echo_alerts and (key in self._hidden or _is_alert(message)):
+                self._hidden.add(key)  # its later edits (e.g. "resolved") stay hidden too
                 continue
             self._print(message, chat_id, edited=call.method.lower() == "editmessagetext")
             printed += 1
@@ -181,6 +189,11 @@ async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
             yield raw.decode(errors="replace")
     finally:
         transport.close()
+
+
+def _is_alert(message: dict[str, Any]) -> bool:
+    rows = message.get("reply_markup", {}).get("inline_keyboard", [])
+    return any(str(b.get("callback_data", "")).startswith("v1:a:") for row in rows for b in row)
 
 
 def _is_pipe_like(fileno: int) -> bool:

@@ -298,6 +298,7 @@ class SimulatedRuntime(_Model):
     failure_rate: float = Field(default=0.0, ge=0, le=1)
     unauthorized_rate: float = Field(default=0.0, ge=0, le=1)
     hang_rate: float = Field(default=0.0, ge=0, le=1)
+    blocked_rate: float = Field(default=0.0, ge=0, le=1)  # finishes saying it is blocked
     turns: int = Field(default=3, ge=0)
     cost_per_turn: float = Field(default=0.002, ge=0)
     seed: int | None = None

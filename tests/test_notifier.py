@@ -354,14 +354,21 @@ async def test_start_notifier_drains_a_fleet_in_the_background(
     ):
         stop = await start_notifier(SimpleNamespace(bot=bot), fleet)
         try:
-            await fleet.service.file_issue(title="x", assignee="ali-ceo", actor="t")
-            await fleet.scheduler.drain()
-            [live] = await fleet.service.recent_runs("ali-ceo")
-            clock.advance(31 * 60)  # no progress for longer than stuck_after
-            await fleet.monitors.run()
+            await fleet.monitors.run()  # nothing wrong yet
+            await fleet.alerts.raise_(
+                Finding(
+                    AlertKind.AGENT_STUCK,
+                    "agent:ali-cto",
+                    "aliens",
+                    "Ali-Cto (cto)",
+                    "run on ALI-1 has reported no progress since 00:00 UTC",
+                    "no_progress",
+                    cause_key="",
+                )
+            )
             clock.advance(30)
             await fleet.alerts.flush()  # the notifier is woken by the new outbox rows
             message = await api.wait_for_message(OWNER, timeout=5)
-            assert "Runs stuck" in message["text"] and live.issue_id in message["text"]
+            assert "Runs stuck" in message["text"] and "ALI-1" in message["text"]
         finally:
             await stop()

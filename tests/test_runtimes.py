@@ -656,6 +656,15 @@ async def test_simulated_unauthorized_and_failure() -> None:
     assert failed.value.code == "runtime_failed" and reporter.calls == []
 
 
+async def test_simulated_blocked_finishes_with_blocked_outcome() -> None:
+    reporter = RecordingReporter()
+    rt = SimulatedAgentRuntime(sim(blocked_rate=1.0), reporter, sleep=no_sleep)
+    result = await rt.dispatch(make_job())
+    assert result.finished and result.outcome is RunOutcome.BLOCKED
+    assert "needs a decision" in result.summary
+    assert reporter.calls[-1][1][2] is RunOutcome.BLOCKED
+
+
 async def test_simulated_hang_waits_until_cancelled() -> None:
     rt = SimulatedAgentRuntime(sim(hang_rate=1.0), RecordingReporter(), sleep=no_sleep)
     task = asyncio.create_task(rt.dispatch(make_job()))

@@ -1,9 +1,10 @@
 """The `simulated` runtime: a built-in agent for the demo and benchmarks.
 
 After `latency` it rolls one seeded die and, by the configured rates, hangs, fails with a 401,
-fails outright, or works: reports usage and finishes the run through the same RunReporter calls a
-real agent makes over the API. One die with stacked bands (hang, then 401, then failure) keeps
-each rate exactly its probability whenever the rates add up to at most 1.
+fails outright, finishes saying it is blocked, or works: reports usage and finishes the run
+through the same RunReporter calls a real agent makes over the API. One die with stacked bands
+(hang, then 401, then failure, then blocked) keeps each rate exactly its probability whenever the
+rates add up to at most 1.
 """
 
 from __future__ import annotations
@@ -60,8 +61,13 @@ class SimulatedAgentRuntime(Runtime):
                 f"simulated failure on run {job.run_id} (failure_rate={cfg.failure_rate:g}); "
                 "this is injected by the simulated runtime, not a real fault."
             )
+        roll -= cfg.failure_rate
         issue_id = job.issue.get("id", "?")
+        outcome = RunOutcome.DONE
         summary = f"Worked on {issue_id}: {job.issue.get('title', '')}"
+        if roll < cfg.blocked_rate:
+            outcome = RunOutcome.BLOCKED
+            summary = f"Blocked on {issue_id}: needs a decision from a human before I go on"
         turns = cfg.turns
         try:
             await self._reporter.report_usage(
@@ -73,11 +79,9 @@ class SimulatedAgentRuntime(Runtime):
                 cost=turns * cfg.cost_per_turn,
                 model=job.model,
             )
-            await self._reporter.finish_run(
-                job.run_id, job.agent_id, RunOutcome.DONE, summary=summary
-            )
+            await self._reporter.finish_run(job.run_id, job.agent_id, outcome, summary=summary)
         except FleetbotError:
             # The run ended meanwhile (cancelled, reaped, over its cap); a real agent's calls
             # would be refused the same way and it would simply stop.
             return DispatchResult(finished=True)
-        return DispatchResult(finished=True, outcome=RunOutcome.DONE, summary=summary)
+        return DispatchResult(finished=True, outcome=outcome, summary=summary)
