@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.constants import ParseMode
+from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -24,6 +24,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 from telegram.request import BaseRequest
@@ -88,6 +89,8 @@ def build_application(
     application: App = builder.rate_limiter(rate_limiter or AIORateLimiter(max_retries=3)).build()
     desk = Desk(fleet, Access(fleet.config.telegram), form_timeout=form_timeout)
     application.bot_data[DESK_KEY] = desk
+    # Before every handler, and stopping none: who can be reached, and where team chats went.
+    application.add_handler(TypeHandler(Update, observe_chat), group=-1)
     # The form first: while it waits for a title, a typed line is its answer, not chatter.
     application.add_handler(build_form_handler(desk))
     for name, handler in HANDLERS.items():
@@ -108,6 +111,31 @@ def menu() -> list[BotCommand]:
 async def register_commands(application: App) -> None:
     """Publish the command menu (setMyCommands) so clients offer every command."""
     await application.bot.set_my_commands(menu())
+
+
+async def observe_chat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """What every update says about its chat, before any handler sees it.
+
+    Someone writing in private has unblocked the bot if they had blocked it: their alerts are
+    delivered again at once, not only after the hour of skipping them. A group upgraded to a
+    supergroup (Telegram's migrate service messages) is followed by alerts and summaries from
+    now on, and commands there keep their team's company, as in the old group."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    desk = desk_of(context)
+    outbox = desk.fleet.outbox
+    if chat.type == ChatType.PRIVATE:
+        if await outbox.undeliverable(str(chat.id)):
+            await outbox.mark_deliverable(str(chat.id))
+            log.info("chat %s writes to the bot again; delivering to it again", chat.id)
+        return
+    message = update.effective_message
+    if message is not None and message.migrate_to_chat_id:
+        await outbox.migrate_chat(str(chat.id), str(message.migrate_to_chat_id))
+    elif message is not None and message.migrate_from_chat_id:
+        await outbox.migrate_chat(str(message.migrate_from_chat_id), str(chat.id))
+    await desk.learn_chat(chat.id)
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

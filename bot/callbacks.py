@@ -195,6 +195,12 @@ async def on_issue(call: Call, press: Press) -> str:
 # -- confirmations of bulk actions --------------------------------------------------------------
 
 
+def _issued_at(arg: str) -> int:
+    """The time a confirmation button was made, from its data; 0 (long expired) if unreadable.
+    Callback data comes from the client and may hold anything ("²" passes isdigit(), not int())."""
+    return int(arg) if arg.isascii() and arg.isdigit() else 0
+
+
 async def on_confirm(call: Call, press: Press) -> str:
     query = call.update.callback_query
     assert query is not None
@@ -207,7 +213,7 @@ async def on_confirm(call: Call, press: Press) -> str:
     key = (message.chat.id, message.message_id) if message is not None else (0, 0)
     if key in used:
         raise Stale("That was already done.")
-    issued = int(press.arg) if press.arg.isdigit() else 0
+    issued = _issued_at(press.arg)
     if call.now - issued > call.desk.confirm_ttl:
         await edit_html(
             call.update,

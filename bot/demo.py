@@ -202,8 +202,10 @@ async def run_demo(
     *,
     lines: Any = None,
     out: TextIO | None = None,
+    api: OfflineBotAPI | None = None,
 ) -> int:
-    """Run the demo until the input ends (or `quit`); returns the exit status."""
+    """Run the demo until the input ends (or `quit`); returns the exit status. `api` lets a
+    caller (tests) keep the offline Bot API and inspect every call the bot made."""
     with tempfile.TemporaryDirectory(prefix="fleetbot-demo-") as tmp:
         folder = db_path.parent if db_path else Path(tmp)
         config = build_config(folder)
@@ -218,7 +220,7 @@ async def run_demo(
         log_file = log_path.open("a", encoding="utf-8")
         logs.setup("INFO", stream=log_file)
         try:
-            return await _run(config, folder, log_path, clock, lines, out)
+            return await _run(config, folder, log_path, clock, lines, out, api)
         finally:
             logs.setup("WARNING")
             log_file.close()
@@ -231,10 +233,11 @@ async def _run(
     clock: SystemClock,
     lines: Any,
     out: TextIO | None,
+    api: OfflineBotAPI | None = None,
 ) -> int:
     if not config.auth.keyring.exists():
         KeyRing.create(config.auth.keyring, clock.now())
-    api = OfflineBotAPI(bot_username="fleetbot_demo_bot")
+    api = api or OfflineBotAPI(bot_username="fleetbot_demo_bot")
     api.add_user(OWNER_ID, "You", username="owner")
     api.add_group(ALIENS_CHAT, "Aliens team", members=[OWNER_ID])
     api.add_group(MATRIX_CHAT, "Matrix team", members=[OWNER_ID])

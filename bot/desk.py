@@ -40,6 +40,8 @@ class Desk:
     form_timeout: float = 600.0
     # Seconds an "are you sure?" button for a bulk action stays valid.
     confirm_ttl: float = 600.0
+    # Team chats that became supergroups: new chat id -> the id the config still names.
+    migrated: dict[str, str] = field(default_factory=dict)
 
     @property
     def service(self) -> FleetService:
@@ -61,10 +63,23 @@ class Desk:
         """The company whose team chat this is, if any: commands there default to it."""
         if chat_id is None:
             return None
+        key = self.migrated.get(str(chat_id), str(chat_id))
         for c in self.config.companies:
-            if c.chat is not None and str(c.chat) == str(chat_id):
+            if c.chat is not None and str(c.chat) == key:
                 return c.id
         return None
+
+    async def learn_chat(self, chat_id: int) -> None:
+        """A group the config does not name may be a team chat that became a supergroup
+        (Telegram gives it a new id): if the outbox followed a team chat there, remember it."""
+        key = str(chat_id)
+        chats = [str(c.chat) for c in self.config.companies if c.chat is not None]
+        if key in self.migrated or key in chats:
+            return
+        for chat in chats:
+            if await self.fleet.outbox.chat_for(chat) == key:
+                self.migrated[key] = chat
+                return
 
     async def audit(
         self, user_id: int, action: str, target: str, result: str, detail: dict[str, Any]

@@ -15,6 +15,13 @@ Telegram's answers, each handled where it applies:
 - ChatMigrated: the new supergroup id is remembered and used for this and every later message.
 - An edit whose message is gone is sent as a new message instead.
 
+Pacing. The notifier keeps Telegram's flood limits itself (30 messages a second, 20 a minute per
+group) and sends through a bot without the Application's rate limiter. That limiter waits inside
+the request, so a row sat `sending` for seconds behind a busy group chat and a crash then left
+it in doubt and unsent (bench/crash_loop.py lost a message in most kills that way); and while it
+waited, every other chat waited too. Now a row whose group is at its limit stays `pending` and
+is skipped for this round; the other chats' rows go on.
+
 Guarantee. Each outbox row produces at most one Telegram message, and rows are delivered in
 order of creation unless a retry delays one. The attempt is recorded (`sending`) before the
 request; the message id is recorded (`sent`) right after the answer. If fleetbot dies between
@@ -37,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from aiolimiter import AsyncLimiter
 from telegram import Bot, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -63,6 +71,7 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0  # an outage costs one probe a minute; alerts resume within a minute
 MAX_ROUNDS = 50  # batches per drain; the loop calls drain again right after
 MAX_ATTEMPTS_UNKNOWN = 10  # for errors that are neither network nor flood control
+NOTIFIER_KEY = "fleetbot.notifier"  # where start_notifier leaves the notifier in bot_data
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -90,7 +99,46 @@ class DrainReport:
     retried: int = 0
     dropped: int = 0
     held_until: float | None = None
+    paced: int = 0  # rows left for later: their group chat is at Telegram's limit
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """Telegram's flood limits (PTB's AIORateLimiter defaults): overall and per group chat."""
+
+    per_second: float = 30.0
+    per_group: float = 20.0
+    group_period: float = 60.0
+
+
+class _Pacer:
+    def __init__(self, pacing: Pacing) -> None:
+        self.pacing = pacing
+        self._all = AsyncLimiter(pacing.per_second, 1.0)
+        self._groups: dict[str, AsyncLimiter] = {}
+        # How soon a group at its limit has room again (the limiter leaks at this pace).
+        self.retry_in = pacing.group_period / pacing.per_group
+
+    def _group(self, chat: str) -> AsyncLimiter | None:
+        if not chat.startswith(("-", "@")):  # groups: negative ids and @names, as in PTB
+            return None
+        limiter = self._groups.get(chat)
+        if limiter is None:
+            p = self.pacing
+            limiter = self._groups[chat] = AsyncLimiter(p.per_group, p.group_period)
+        return limiter
+
+    def ready(self, chat: str) -> bool:
+        group = self._group(chat)
+        return group is None or group.has_capacity()
+
+    async def take(self, chat: str) -> None:
+        """Count one message to `chat` (after `ready`: the group part does not wait)."""
+        group = self._group(chat)
+        if group is not None:
+            await group.acquire()
+        await self._all.acquire()
 
 
 class _Hold(Exception):
@@ -110,8 +158,11 @@ class Notifier:
         *,
         batch: int = 30,
         idle_poll: float = 5.0,
+        pacing: Pacing | None = None,
     ) -> None:
         self.bot = bot
+        self._pacer = _Pacer(pacing) if pacing is not None else None
+        self._paced: set[int] = set()  # this drain's rows left for their chat's limit
         self.outbox = outbox
         self.alerts = alerts
         self.clock = clock
@@ -153,8 +204,9 @@ class Notifier:
 
     async def _loop(self) -> None:
         while True:
+            paced = False
             try:
-                await self.drain()
+                paced = (await self.drain()).paced > 0
             except Exception:
                 log.exception("the notifier's drain failed; retrying shortly")
             now = self.clock.now()
@@ -162,6 +214,10 @@ class Notifier:
             next_due = await self.outbox.next_due_at()
             if next_due is not None:
                 wait = min(wait, max(0.0, next_due - now))
+            if paced and self._pacer is not None:
+                # Due rows are waiting for a group's limit: look again when it has room (new
+                # rows wake the loop anyway), not in a tight loop.
+                wait = max(wait, self._pacer.retry_in)
             if self.hold_until > now:
                 wait = max(wait, self.hold_until - now)
             self._wake.clear()
@@ -171,11 +227,14 @@ class Notifier:
     async def drain(self) -> DrainReport:
         """Send every due row, oldest first, until none is due or Telegram says wait."""
         report = DrainReport()
+        self._paced.clear()
         # Bounded: a row that is due again at once (a migrated chat) must not spin forever.
         for _ in range(MAX_ROUNDS):
             if self.clock.now() < self.hold_until:
                 break
-            rows = await self.outbox.due(self.batch)
+            # Rows left for their chat's limit stay due: look past them, not at them again.
+            found = await self.outbox.due(self.batch + len(self._paced))
+            rows = [r for r in found if r.id not in self._paced]
             if not rows:
                 break
             try:
@@ -203,6 +262,12 @@ class Notifier:
             if edit_of is None and not await self.outbox.was_sent(row.alert_id, row.chat):
                 await self.outbox.superseded(row.id, "no message of this alert there to edit")
                 return
+        if self._pacer is not None:
+            if not self._pacer.ready(chat):
+                report.paced += 1  # still pending; the other chats go on (see "Pacing")
+                self._paced.add(row.id)
+                return
+            await self._pacer.take(chat)
         try:
             text, markup = await self._content(row)
         except AlertNotFound:
@@ -342,6 +407,14 @@ class Notifier:
 
 async def start_notifier(app: Any, fleet: Fleet) -> Callable[[], Awaitable[None]]:
     """Start draining `fleet.outbox` with the application's bot; returns its stop function."""
-    notifier = Notifier(app.bot, fleet.outbox, fleet.alerts, fleet.clock)
+    bot = app.bot
+    if getattr(bot, "rate_limiter", None) is not None:
+        # The same token, URL and connection pool, minus the rate limiter (see "Pacing").
+        base_url = bot.base_url
+        bot = Bot(bot.token, base_url=lambda _token: base_url, request=bot.request)
+    notifier = Notifier(bot, fleet.outbox, fleet.alerts, fleet.clock, pacing=Pacing())
+    bot_data = getattr(app, "bot_data", None)
+    if isinstance(bot_data, dict):
+        bot_data[NOTIFIER_KEY] = notifier  # for handlers and tests that need its state
     await notifier.start()
     return notifier.aclose

@@ -15,15 +15,23 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from telegram.error import InvalidToken, NetworkError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.request import BaseRequest
 
 from bot.app import App, build_application, register_commands
+from bot.logs import scrub
 from core.errors import ConfigError
 from core.fleet import Fleet
 
 log = logging.getLogger(__name__)
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts
+
+
+def _polling_failed(exc: TelegramError) -> None:
+    """getUpdates failed (Telegram unreachable, 5xx, 429): python-telegram-bot retries with a
+    growing pause (up to 30 s). One line each, not the traceback it logs by default at ERROR:
+    an outage is expected weather, and a log full of tracebacks hides real errors."""
+    log.warning("polling Telegram for updates failed (%s); retrying", scrub(str(exc)))
 
 
 class BotRunner:
@@ -96,7 +104,7 @@ class BotRunner:
         if tg.mode == "webhook":
             await self._start_webhook(app)
         else:
-            await updater.start_polling(drop_pending_updates=False)
+            await updater.start_polling(drop_pending_updates=False, error_callback=_polling_failed)
         self._undo.append(updater.stop)
         await app.start()
         self._undo.append(app.stop)

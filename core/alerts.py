@@ -87,7 +87,8 @@ def _member(row: Any) -> AlertMember:
 
 def _alert_id(value: int | str) -> int:
     text = str(value).strip().lower().removeprefix("alert:").lstrip("#")
-    if not text.isdigit() or len(text) > 12:
+    # isascii: "²" passes isdigit() but not int().
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise AlertNotFound(f"no alert {value!r}; alert ids are numbers, /alerts lists them")
     return int(text)
 

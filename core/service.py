@@ -130,11 +130,11 @@ class FleetService:
                             now,
                         ),
                     )
-            marks = ",".join("?" for _ in keep)
+            # One JSON parameter, not one per agent: SQLite caps parameters at 32,766.
             await conn.execute(
-                f"UPDATE agents SET deleted_at = ? WHERE deleted_at IS NULL "
-                f"AND id NOT IN ({marks or 'NULL'})",
-                (now, *keep),
+                "UPDATE agents SET deleted_at = ? WHERE deleted_at IS NULL "
+                "AND id NOT IN (SELECT value FROM json_each(?))",
+                (now, json.dumps(keep)),
             )
 
     # -- reads --------------------------------------------------------------------------------

@@ -14,11 +14,12 @@ from typing import Any
 import jwt
 
 from core.errors import TokenInvalid
-from core.keyring import KeyRing
+from core.keyring import Key, KeyRing
 from core.models import Agent, AuthReason
 from core.secretfile import write_secret
 
 LEEWAY = 30.0  # seconds of clock skew tolerated on iat/exp
+VERIFIED_CACHE = 4096  # verified tokens remembered per key ring (about a megabyte at most)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,11 @@ class TokenAuthority:
         self.keyring = keyring
         self.issuer = issuer
         self.audience = audience
+        # Tokens that passed every check but the clock's, with the key that verified them: an
+        # agent sends the same token on every call, and decoding plus HMAC was a fifth of an
+        # API request's CPU. A hit still needs that very Key object (a rotation or retirement
+        # replaces it) and is checked against `now` again; refusals are never cached.
+        self._verified: dict[str, tuple[Claims, Key]] = {}
 
     def issue(self, agent: Agent, now: float, ttl: float, run_id: str | None = None) -> str:
         key = self.keyring.active
@@ -67,6 +73,11 @@ class TokenAuthority:
         """Claims of a token that verifies; otherwise TokenInvalid with `.code` set."""
         if not token:
             raise _fail(AuthReason.MISSING_TOKEN, "no token was presented")
+        hit = self._verified.get(token)
+        if hit is not None and self.keyring.get(hit[1].kid) is hit[1]:
+            if not hit[1].verifies_at(now):
+                raise _unknown_key(hit[1].kid, hit[1])
+            return _in_time(hit[0], now)
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.InvalidTokenError, ValueError, TypeError):
@@ -77,11 +88,7 @@ class TokenAuthority:
             raise _fail(AuthReason.MALFORMED, "the token has no key id (kid) in its header")
         key = self.keyring.get(kid)
         if key is None or not key.verifies_at(now):
-            raise _fail(
-                AuthReason.UNKNOWN_KEY,
-                f"the token was signed with key {kid!r}, which this key ring "
-                + ("does not hold" if key is None else "no longer accepts (past its grace)"),
-            )
+            raise _unknown_key(kid, key)
         if alg != key.alg:
             # Covers alg=none and algorithm confusion (an HS256 token "signed" with an EdDSA
             # public key): the key ring decides the algorithm, never the token.
@@ -129,11 +136,27 @@ class TokenAuthority:
             )
         except (KeyError, TypeError):
             raise _fail(AuthReason.MALFORMED, "the token lacks fleetbot's claims") from None
-        if now > claims.exp + LEEWAY:
-            raise _fail(AuthReason.EXPIRED, "the token has expired")
-        if claims.iat > now + LEEWAY:
-            raise _fail(AuthReason.MALFORMED, "the token was issued in the future")
+        _in_time(claims, now)
+        if len(self._verified) >= VERIFIED_CACHE:
+            self._verified.pop(next(iter(self._verified)))  # the oldest entry
+        self._verified[token] = (claims, key)
         return claims
+
+
+def _unknown_key(kid: str, key: Key | None) -> TokenInvalid:
+    return _fail(
+        AuthReason.UNKNOWN_KEY,
+        f"the token was signed with key {kid!r}, which this key ring "
+        + ("does not hold" if key is None else "no longer accepts (past its grace)"),
+    )
+
+
+def _in_time(claims: Claims, now: float) -> Claims:
+    if now > claims.exp + LEEWAY:
+        raise _fail(AuthReason.EXPIRED, "the token has expired")
+    if claims.iat > now + LEEWAY:
+        raise _fail(AuthReason.MALFORMED, "the token was issued in the future")
+    return claims
 
 
 def _str(v: object) -> str:

@@ -105,10 +105,10 @@ class ApiStack:
 
 
 @asynccontextmanager
-async def api_stack(tmp_path: Path) -> AsyncIterator[ApiStack]:
+async def api_stack(tmp_path: Path, alg: str = "HS256") -> AsyncIterator[ApiStack]:
     config = fleet_config(tmp_path)
     clock = ManualClock()
-    KeyRing.create(config.auth.keyring, clock.now())
+    KeyRing.create(config.auth.keyring, clock.now(), alg=alg)
     async with Database(config.storage.path) as db:
         auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
         service = FleetService(db, config, clock, token_check=auth.check_file)

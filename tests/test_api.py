@@ -384,7 +384,7 @@ async def test_comments(api: ApiStack) -> None:
     assert r.json()["author"] == "agent:ash"
     bad: list[tuple[dict[str, Any], str]] = [
         ({"body": ""}, "invalid_body"),
-        ({"body": "   \n "}, "invalid_input"),
+        ({"body": "   \n "}, "invalid_body"),  # the schema's pattern: some text
         ({"body": "x" * 20_001}, "invalid_body"),
         ({"body": None}, "invalid_body"),
         ({}, "invalid_body"),

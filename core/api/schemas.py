@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.models import Comment, Issue, IssueStatus, Run, RunOutcome
 
@@ -20,13 +21,61 @@ class _Body(BaseModel):
 _COUNT = 1_000_000_000_000  # far above any real run, far below SQLite's 64-bit limit
 
 
+def _integral(value: object) -> object:
+    """3.0 is the integer 3 (JSON Schema's `integer` includes it, and clients that keep counts
+    as doubles send it); 3.5, "3" and true are still refused by the strict check after this."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_integral)]
+
+# What Python's str.strip() and str.split() treat as whitespace, spelled out as one character
+# class: the OpenAPI document (ECMA-262 regex), pydantic and Python then agree on what "only
+# whitespace" is (their own `\s` each differ, e.g. on \x1c-\x1f and \ufeff).
+WHITESPACE = r"\t-\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# At least one character that is not whitespace (the `+` means the same to a search, and lets
+# schema-driven generators such as schemathesis build matching strings twenty times faster).
+HAS_TEXT = f"[^{WHITESPACE}]+"
+HAS_NAME = f"[^@{WHITESPACE}]+"  # and not only `@`s either (an assignee like `@cto`)
+_TEXT, _NAME = re.compile(HAS_TEXT), re.compile(HAS_NAME)
+
+
+def _has_text(value: str) -> str:
+    if not _TEXT.search(value):
+        raise ValueError("write some text, not only whitespace")
+    return value
+
+
+def _has_name(value: str) -> str:
+    if not _NAME.search(value):
+        raise ValueError("name an agent id or a role, e.g. cto")
+    return value
+
+
+# The pattern goes into the OpenAPI document through json_schema_extra (pydantic's own
+# `pattern=` would refuse with "String should match pattern '[^\t-\r …]'"); the validator
+# checks the very same expression and says what to write.
+Text = Annotated[str, AfterValidator(_has_text)]
+Name = Annotated[str, AfterValidator(_has_name)]
+TEXT_SCHEMA: dict[str, Any] = {"pattern": HAS_TEXT}
+NAME_SCHEMA: dict[str, Any] = {"pattern": HAS_NAME}
+
+
 class NewIssue(_Body):
     """File an issue for an agent of your company (needs the skill `issues.create`)."""
 
-    title: str = Field(min_length=1, max_length=200, description="One line: what needs doing.")
-    assignee: str = Field(
+    title: Text = Field(
+        min_length=1,
+        max_length=200,
+        json_schema_extra=TEXT_SCHEMA,
+        description="One line: what needs doing.",
+    )
+    assignee: Name = Field(
         min_length=1,
         max_length=100,
+        json_schema_extra=NAME_SCHEMA,
         description="An agent id (`bishop`) or a role (`cto`) in your company. A role held by "
         "several agents is refused with 422 `ambiguous_assignee` listing `choices`.",
     )
@@ -66,23 +115,28 @@ class Claim(_Body):
 class NewComment(_Body):
     """Comment on an issue of your company."""
 
-    body: str = Field(min_length=1, max_length=20_000, description="The comment text.")
+    body: Text = Field(
+        min_length=1,
+        max_length=20_000,
+        json_schema_extra=TEXT_SCHEMA,
+        description="The comment text.",
+    )
 
 
 class Usage(_Body):
     """Cumulative totals for the run so far: sending the same report twice is harmless."""
 
-    turns: int = Field(
+    turns: Count = Field(
         ge=0,
         le=1_000_000,
         strict=True,
         description="Turns (model calls) so far. Past the run's max_turns the run is stopped "
         "and the answer is 409 `max_turns_exceeded`: stop working.",
     )
-    input_tokens: int = Field(
+    input_tokens: Count = Field(
         default=0, ge=0, le=_COUNT, strict=True, description="Input tokens so far."
     )
-    output_tokens: int = Field(
+    output_tokens: Count = Field(
         default=0, ge=0, le=_COUNT, strict=True, description="Output tokens so far."
     )
     cost: float = Field(
@@ -115,7 +169,12 @@ class Finish(_Body):
 class NewSummary(_Body):
     """Post a summary to your team chat (needs the skill `summaries.post`)."""
 
-    body: str = Field(min_length=1, max_length=20_000, description="The summary text.")
+    body: Text = Field(
+        min_length=1,
+        max_length=20_000,
+        json_schema_extra=TEXT_SCHEMA,
+        description="The summary text.",
+    )
     issue_id: str | None = Field(
         default=None, max_length=32, description="The issue it is about, e.g. ALI-12."
     )
