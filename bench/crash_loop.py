@@ -600,6 +600,7 @@ class CrashLoop:
             self._summarise()
         if self._db is not None:
             self._db.close()
+            self._db = None
         self.report.seconds = time.monotonic() - started
         return self.report
 
@@ -620,9 +621,9 @@ class CrashLoop:
                     await self.check_no_stale_runs(spawned)
                 except TimeoutError:
                     self.violate(f"restart {k}: runs of an earlier process still running")
-                if k == kills:
-                    break
                 await asyncio.sleep(self.rng.uniform(*self.uptime))
+                if k == kills:
+                    break  # the last process is not killed: it drains and stops cleanly
             await child.kill()
             self.report.kills += 1
             self.report.startup_kills += during_startup

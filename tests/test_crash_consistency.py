@@ -25,13 +25,23 @@ def _crash_loop() -> ModuleType:
 
 
 async def test_three_sigkills_under_load_lose_nothing(tmp_path: Path) -> None:
-    report = await _crash_loop().crash_loop(
-        kills=3, seed=5, uptime=(0.3, 0.7), folder=tmp_path / "crash"
-    )
+    loop = _crash_loop().CrashLoop(tmp_path / "crash", seed=5, uptime=(0.4, 0.9))
+    report = await loop.run(kills=3)
     assert report.violations == [], "\n".join(report.lines())
     assert report.kills == 3
     counts = report.counts
     # The load really ran, through the API and the bot, and the fleet really worked.
-    assert counts["issues acknowledged"] >= 5 and counts["  of them by /issue"] >= 1
+    confirmed = counts["  of them by /issue"] + counts["/pause and /resume confirmed"]
+    assert counts["issues acknowledged"] >= 5 and confirmed >= 1
     assert counts["comments acknowledged"] >= 1 and counts["runs"] >= 3
     assert counts["alert messages"] >= 1  # ash's broken token, at least
+
+    # The checks bite: an acknowledgement the store does not have is a violation.
+    issue = next(iter(loop.ledger.issues))
+    loop.ledger.issues["ALI-99999"] = "never filed"
+    loop.ledger.comments[10**9] = (issue, "never written")
+    loop.ledger.moves.append((issue, "in_review"))
+    loop.check_acknowledged()
+    found = "\n".join(report.violations)
+    assert "issue ALI-99999" in found and "comment 1000000000" in found
+    assert f"move of {issue} to in_review" in found

@@ -521,11 +521,17 @@ async def test_process_sigterm_ignored_means_sigkill_for_the_whole_group(tmp_pat
     async with ProcessAgentRuntime(py(code, str(pids), kill_grace=0.2), BASE_ENV) as rt:
         started = time.monotonic()
         with pytest.raises(AgentTimeout) as info:
-            await rt.dispatch(make_job(deadline_in=0.7))
-    assert time.monotonic() - started < 2.5
+            await rt.dispatch(make_job(deadline_in=1.5))
+    assert time.monotonic() - started < 3.5
     assert "still running at its deadline; sent SIGTERM, then SIGKILL" in str(info.value)
     assert info.value.code == "runtime_timeout"
     child, grandchild = map(int, pids.read_text().split())
+    # SIGKILL is delivered at once, but the kernel may take a moment to tear a process down
+    # on a loaded machine: allow it that moment, not more.
+    for _ in range(100):
+        if not alive(child) and not alive(grandchild):
+            break
+        await asyncio.sleep(0.02)
     assert not alive(child) and not alive(grandchild)
 
 
