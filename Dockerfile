@@ -17,6 +17,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY core ./core
 COPY bot ./bot
+COPY offline_botapi ./offline_botapi
+COPY fleetbot ./fleetbot
 RUN pip install . && rm -rf /root/.cache
 
 USER fleetbot

@@ -30,11 +30,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from core.auth.keyring import KeyRing
 from core.clock import ManualClock
 from core.config import Config, parse_config
 from core.events import AgentStatusChanged, Event
 from core.fleet import Fleet
-from core.keyring import KeyRing
 from core.models import AgentStatus
 
 OWNERS = [1001, 1002]

@@ -43,12 +43,12 @@ from typing import Any
 
 from _fleet import verdict
 
-from bot.cli import event_loop_factory
+from core.auth.keyring import KeyRing
+from core.auth.tokens import read_token_file
 from core.config import Config, parse_config
 from core.fleet import Fleet
-from core.keyring import KeyRing
 from core.models import RunStatus
-from core.tokens import read_token_file
+from fleetbot.cli import event_loop_factory
 
 ROUTES = ("inbox", "claim", "usage", "summaries")
 MIX = {"inbox": 0.85, "usage": 0.075, "claim": 0.0375, "summaries": 0.0375}

@@ -55,8 +55,8 @@ from typing import Any
 import httpx
 import yaml
 
-from bot.cli import cmd_init
-from bot.offline_api import OfflineBotAPI
+from fleetbot.cli import cmd_init
+from offline_botapi.server import OfflineBotAPI
 
 OWNER = 1001
 GROUP = -4001  # the aliens team chat, where the owner types commands
@@ -187,7 +187,7 @@ class Child:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bot.cli",
+                "fleetbot.cli",
                 "run",
                 "-c",
                 str(self.folder / "config.yaml"),

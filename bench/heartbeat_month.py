@@ -26,12 +26,12 @@ from pathlib import Path
 
 from _fleet import DESIGN_FLEET, SimulatedPool, design_config, verdict
 
-from core.auth import AgentAuth, KeyRingFile
-from core.board import fleet_board
+from core.auth.agent_auth import AgentAuth, KeyRingFile
+from core.auth.keyring import KeyRing
 from core.clock import ManualClock
+from core.engine.scheduler import Scheduler
 from core.events import EventBus
-from core.keyring import KeyRing
-from core.scheduler import Scheduler
+from core.reports.board import fleet_board
 from core.service import FleetService
 from core.store.db import Database
 
@@ -44,7 +44,7 @@ MAX_WALL = 10.0
 @dataclass(slots=True)
 class Month:
     calls: int = 0  # runs started: each one woke a model
-    board_calls: int = 0  # the same, as /status shows it (core.board)
+    board_calls: int = 0  # the same, as /status shows it (core.reports.board)
     done: int = 0
     open_left: int = 0
     retries: int = 0  # runs beyond the first on the same issue

@@ -28,10 +28,10 @@ from pathlib import Path
 import httpx
 from _fleet import design_config, generated_config, verdict
 
+from core.auth.keyring import KeyRing
+from core.auth.rotation import rotate_all
 from core.config import ApiConfig, Config
 from core.fleet import Fleet
-from core.keyring import KeyRing
-from core.rotation import rotate_all
 
 TARGETS_S = {12: 1.0, 10_000: 10.0}
 CLIENTS = 4

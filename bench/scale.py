@@ -7,7 +7,7 @@ that must stay fast as a fleet grows:
 
   sweep    Heartbeat.due(now) with 1/24 of the agents due (one 4h heartbeat's worth per 10 min)
   inbox    FleetService.inbox(agent_id), a different agent each time
-  summary  core.board.fleet_board(db, now), the data behind /status
+  summary  core.reports.board.fleet_board(db, now), the data behind /status
 
     python bench/scale.py [--explain] [--repeat N]
 
@@ -32,9 +32,9 @@ from typing import Any
 
 from _fleet import generated_config, median_ms, verdict
 
-from core.board import fleet_board
 from core.clock import ManualClock, day_key, month_start
-from core.heartbeat import Heartbeat
+from core.engine.heartbeat import Heartbeat
+from core.reports.board import fleet_board
 from core.service import FleetService
 from core.store.db import Database
 

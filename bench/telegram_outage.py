@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.notifier import MAX_BACKOFF
-from bot.offline_api import OfflineBotAPI
 from bot.runner import BotRunner
-from core.alerts import AlertKind, Finding
+from core.alerting.book import AlertKind, Finding
+from core.auth.keyring import KeyRing
 from core.clock import SystemClock
 from core.config import parse_config
 from core.fleet import Fleet
-from core.keyring import KeyRing
+from offline_botapi.server import OfflineBotAPI
 
 OWNER, BLOCKER = 1001, 1002
 ALIENS_CHAT, MATRIX_CHAT = -4001, -4002

@@ -12,7 +12,7 @@ from bot.commands_admin import broken_agents, reset_many, rotate_confirm
 from bot.desk import Call
 from bot.keyboards import Press
 from bot.keyboards import StaleButton as Stale
-from core.alerts import Alert, AlertMember, AlertState, Fix
+from core.alerting.book import Alert, AlertMember, AlertState, Fix
 from core.errors import AlertNotFound
 from core.models import AgentStatus, IssueStatus
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from core.alerts import Alert, AlertKind, AlertMember, AlertState, Fix, Severity
+from core.alerting.book import Alert, AlertKind, AlertMember, AlertState, Fix, Severity
 from core.clock import utc
 
 MAX_TEXT = 4096

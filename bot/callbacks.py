@@ -23,9 +23,9 @@ from bot.commands_admin import (
 from bot.desk import Call, desk_of, edit_html
 from bot.keyboards import Kind, Press
 from bot.keyboards import StaleButton as Stale
+from core.auth.rotation import rotate_agent
 from core.errors import FleetbotError
 from core.models import Agent, Issue, IssueStatus
-from core.rotation import rotate_agent
 
 ANSWER_LIMIT = 200  # Telegram's limit on a callback answer's text
 _USED_KEY = "fleetbot.used_confirms"

@@ -11,9 +11,9 @@ from bot.access import COMMANDS, Role, guarded
 from bot.commands_alerts import firing_by_company
 from bot.desk import Call
 from bot.digest import digest_text
-from core.board import fleet_board
 from core.errors import AgentNotFound, IssueNotFound
 from core.models import IssueStatus
+from core.reports.board import fleet_board
 from core.service import IssueFilter
 
 ISSUE_LIST_LIMIT = 30

@@ -14,10 +14,10 @@ from telegram import InlineKeyboardMarkup
 from bot import args, cards, keyboards, render
 from bot.access import Role, guarded
 from bot.desk import Call, Desk
+from core.auth.rotation import record, rotate_agent, rotate_all, self_test_async
 from core.durations import format_duration
 from core.errors import FleetbotError
 from core.models import Agent, AgentStatus, AuthReason
-from core.rotation import record, rotate_agent, rotate_all, self_test_async
 
 # Error codes meaning "the agent's credentials were refused": fixed by new tokens plus a reset.
 AUTH_ERROR_CODES = frozenset({"agent_unauthorized", *(r.value for r in AuthReason)})

@@ -8,7 +8,7 @@ from bot import args, render
 from bot.access import guarded
 from bot.desk import Call, Desk
 from bot.keyboards import Kind, button
-from core.alerts import AlertState
+from core.alerting.book import AlertState
 from core.durations import format_duration
 
 MAX_ALERT_ROWS = 6  # alerts that get their own buttons in /alerts

@@ -18,7 +18,7 @@ from telegram.ext import ContextTypes
 
 from bot.logs import scrub
 from bot.render import split_html
-from core.alerts import AlertBook
+from core.alerting.book import AlertBook
 from core.clock import Clock
 from core.config import Config
 from core.service import FleetService

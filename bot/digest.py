@@ -16,7 +16,7 @@ from telegram.ext import Application, ContextTypes
 
 from bot import render
 from bot.desk import DESK_KEY, Desk, desk_of
-from core.activity import fleet_activity
+from core.reports.activity import fleet_activity
 
 log = logging.getLogger(__name__)
 DAY = 86400.0

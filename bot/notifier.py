@@ -58,10 +58,10 @@ from telegram.error import (
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.alert_view import alert_keyboard, esc, render_alert, render_summary
-from core.alerts import AlertBook
+from core.alerting.book import AlertBook
+from core.alerting.outbox import Outbox, OutboxRow
 from core.clock import Clock
 from core.errors import AlertNotFound
-from core.outbox import Outbox, OutboxRow
 
 if TYPE_CHECKING:
     from core.fleet import Fleet

@@ -12,15 +12,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from core.activity import CompanyActivity
-from core.alerts import Alert
-from core.board import CompanyBoard
+from core.alerting.book import Alert
+from core.alerting.mutes import Mute
+from core.auth.rotation import AgentCheck, AuthReport
 from core.clock import utc
-from core.costs import MonthCosts, Usage
 from core.durations import format_duration
 from core.models import Agent, AgentStatus, Comment, Company, Issue, IssueStatus, Run, RunStatus
-from core.mutes import Mute
-from core.rotation import AgentCheck, AuthReport
+from core.reports.activity import CompanyActivity
+from core.reports.board import CompanyBoard
+from core.reports.costs import MonthCosts, Usage
 
 MAX_TEXT = 4096
 MAX_LISTED = 300  # list lines per answer before the rest is only counted

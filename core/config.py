@@ -200,7 +200,7 @@ class AuthConfig(_Model):
     @field_validator("algorithm")
     @classmethod
     def _algorithm_usable(cls, v: str) -> str:
-        from core.keyring import EDDSA_MISSING, eddsa_available
+        from core.auth.keyring import EDDSA_MISSING, eddsa_available
 
         if v == "EdDSA" and not eddsa_available():
             raise ValueError(EDDSA_MISSING)

@@ -7,23 +7,23 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 
-from core.alerts import AlertBook
+from core.alerting.book import AlertBook
+from core.alerting.outbox import Outbox
+from core.alerting.watchdog import Monitors
 from core.api import Guard, create_app
 from core.api.server import ApiServer
-from core.auth import AgentAuth, KeyRingFile
+from core.auth.agent_auth import AgentAuth, KeyRingFile
+from core.auth.keyring import check_single_source
+from core.auth.rotation import AuthWatch
 from core.clock import Clock, SystemClock
 from core.config import Config
-from core.costs import CostBook
+from core.engine.recovery import Recovery
+from core.engine.scheduler import RuntimePool, Scheduler
 from core.events import EventBus
-from core.keyring import check_single_source
 from core.metrics import Metrics
-from core.outbox import Outbox
-from core.recovery import Recovery
-from core.rotation import AuthWatch
-from core.scheduler import RuntimePool, Scheduler
+from core.reports.costs import CostBook
 from core.service import FleetService
 from core.store.db import Database
-from core.watchdog import Monitors
 
 
 class Fleet:

@@ -14,6 +14,7 @@ import aiosqlite
 
 from core.clock import Clock
 from core.config import Defaults, MonitorsConfig
+from core.engine.recovery import guard_dispatch
 from core.errors import (
     AgentFailure,
     Conflict,
@@ -26,7 +27,6 @@ from core.errors import (
 )
 from core.events import Event, EventBus, RunEnded, SummaryPosted
 from core.models import Agent, AgentStatus, Issue, IssueStatus, Run, RunOutcome, RunStatus
-from core.recovery import guard_dispatch
 from core.runtimes.base import DispatchResult
 from core.store import ops
 from core.store.db import Database
@@ -62,7 +62,7 @@ class RunBook:
         """Open a run on `issue` inside the caller's transaction, or None if the issue is no
         longer workable (compare-and-set on status, lease and backoff)."""
         # Last line of defence against re-dispatch loops: too many runs of this issue within
-        # the window block it instead (core.recovery).
+        # the window block it instead (core.engine.recovery).
         if self.monitors is not None and not await guard_dispatch(
             conn, issue.id, now, self.monitors
         ):

@@ -40,7 +40,7 @@ from core.runs import RunBook
 from core.store import ops, rows
 from core.store.db import Database
 
-# Answers "would this agent's token be refused?" (core.auth.AgentAuth.check_file).
+# Answers "would this agent's token be refused?" (core.auth.agent_auth.AgentAuth.check_file).
 TokenCheck = Callable[[Agent], TokenInvalid | None]
 _ISSUE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
@@ -454,7 +454,7 @@ class FleetService:
                     problem.code,
                     result="refused",
                 )
-                from core.auth import fix_for
+                from core.auth.agent_auth import fix_for
 
                 raise Conflict(
                     f"{agent.id}'s token still fails ({problem.code}): {problem.message}. "

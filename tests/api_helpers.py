@@ -13,16 +13,16 @@ import httpx
 from fastapi import FastAPI
 
 from core.api import Guard, create_app
-from core.auth import AgentAuth, KeyRingFile
+from core.auth.agent_auth import AgentAuth, KeyRingFile
+from core.auth.keyring import KeyRing
+from core.auth.tokens import read_token_file
 from core.clock import ManualClock
 from core.config import Config, parse_config
-from core.heartbeat import Heartbeat
-from core.keyring import KeyRing
+from core.engine.heartbeat import Heartbeat
 from core.metrics import Metrics
 from core.models import Run
 from core.service import FleetService
 from core.store.db import Database
-from core.tokens import read_token_file
 
 # Two companies. aliens has two CTOs (so the role `cto` is ambiguous there), a QA agent whose
 # role lacks issues.create, and a mute agent with no skills at all.

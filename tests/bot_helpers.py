@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.offline_api import OfflineBotAPI
-from bot.offline_html import parse_html
 from bot.runner import BotRunner
+from core.auth.keyring import KeyRing
 from core.clock import ManualClock
 from core.config import Config, parse_config
 from core.fleet import Fleet
-from core.keyring import KeyRing
+from offline_botapi.parse_mode import parse_html
+from offline_botapi.server import OfflineBotAPI
 
 OWNER, OPERATOR, VIEWER, STRANGER = 1001, 1002, 1003, 1004
 ALIENS_CHAT, MATRIX_CHAT = -4001, -4002

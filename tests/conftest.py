@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from core.auth import AgentAuth, KeyRingFile
+from core.auth.agent_auth import AgentAuth, KeyRingFile
+from core.auth.keyring import KeyRing
 from core.clock import ManualClock
 from core.config import Config, parse_config
+from core.engine.scheduler import Scheduler
 from core.events import Event
-from core.keyring import KeyRing
 from core.models import Agent, AgentStatus
 from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult, Runtime
-from core.scheduler import Scheduler
 from core.service import FleetService
 from core.store import ops
 from core.store.db import Database

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import jwt
 
-from core.auth import AgentAuth
+from core.auth.agent_auth import AgentAuth
+from core.auth.tokens import Claims
 from core.errors import TokenInvalid
 from core.metrics import Metrics
 from core.models import Agent, AuthReason
 from core.service import FleetService
-from core.tokens import Claims
 
 log = logging.getLogger(__name__)
 

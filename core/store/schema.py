@@ -238,7 +238,7 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     """,
     # The monthly summary per company without joining every run and heartbeat counter to its
-    # agent: at 10k agents that join made core.board.fleet_board take 130 ms+ (50k runs and
+    # agent: at 10k agents that join made core.reports.board.fleet_board take 130 ms+ (50k runs and
     # 200k+ counters a month; bench/scale.py). Runs carry their company (set by a trigger, so
     # every insert path gets it) under a covering index; heartbeat counters are mirrored, by
     # triggers, into per-company daily totals.

@@ -1,0 +1,332 @@
+"""The monitors: pure functions of stored state and `now` that find bad states.
+
+Each `find_*` takes a `Snapshot` (everything read from the store at one moment) and the config
+and returns `Finding`s; none reads a clock or the store, so each is tested against a table.
+`evaluate` runs them all. core.alerting.watchdog reads the snapshots, runs `evaluate` every
+monitors.interval and on events, and applies the findings to the AlertBook. `note_beat` is the
+one store write here: the heartbeat counts beats that found a company without work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import aiosqlite
+
+from core.alerting.records import AlertKind, Finding, Fix, Severity
+from core.clock import utc
+from core.config import Config
+from core.engine.recovery import LOOP_REASON
+from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
+
+log = logging.getLogger(__name__)
+
+MONITORED = frozenset(AlertKind)
+# Runtime failure codes that mean "cannot reach the agent" (delivery), not "the agent failed".
+DELIVERY_CODES = frozenset({"runtime_unreachable"})
+# Failure codes that mean the agent's own API calls were refused: a token problem.
+UNAUTHORIZED_CODES = frozenset({"agent_unauthorized"})
+# An API 401 counts for this long unless the agent authenticates again.
+AUTH_SIGNAL_TTL = 15 * 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSignal:
+    code: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    now: float
+    agents: tuple[Agent, ...]
+    live_runs: tuple[Run, ...] = ()
+    blocked: tuple[Issue, ...] = ()
+    empty_queues: Mapping[str, tuple[int, float]] = field(default_factory=dict)  # beats, since
+    spend: Mapping[str, float] = field(default_factory=dict)  # "agent:x"/"company:y" -> $
+    escalations: Mapping[str, str] = field(default_factory=dict)  # issue -> where it went
+    auto_resets: Mapping[str, tuple[int, float | None]] = field(default_factory=dict)
+    auth_signals: Mapping[str, AuthSignal] = field(default_factory=dict)
+
+
+def _hhmm(ts: float) -> str:
+    return utc(ts).strftime("%H:%M UTC")
+
+
+def _label(agent: Agent) -> str:
+    return f"{agent.name} ({agent.role})"
+
+
+def agent_status_finding(
+    agent: Agent, auto_reset: tuple[int, float | None] | None = None
+) -> Finding | None:
+    """What an agent's own status says: error, unauthenticated or an unreachable runtime."""
+    reason = agent.reason or "no reason recorded"
+    if agent.status is AgentStatus.UNAUTHENTICATED:
+        return Finding(
+            AlertKind.AGENT_UNAUTHENTICATED,
+            f"agent:{agent.id}",
+            agent.company_id,
+            _label(agent),
+            reason,
+            agent.reason_code,
+        )
+    if agent.status is not AgentStatus.ERROR:
+        return None
+    fixes: tuple[Fix, ...]
+    if agent.reason_code in UNAUTHORIZED_CODES:
+        kind, fixes = AlertKind.AGENT_UNAUTHENTICATED, (Fix.ROTATE, Fix.RESET)
+    elif agent.reason_code in DELIVERY_CODES:
+        kind, fixes = AlertKind.DELIVERY, (Fix.RESET,)
+    else:
+        kind, fixes = AlertKind.AGENT_ERROR, (Fix.RESET,)
+    if auto_reset is not None and auto_reset[1] is not None:
+        reason += f" · auto-reset #{auto_reset[0] + 1} at {_hhmm(auto_reset[1])}"
+    return Finding(
+        kind,
+        f"agent:{agent.id}",
+        agent.company_id,
+        _label(agent),
+        reason,
+        agent.reason_code,
+        fixes=fixes,
+    )
+
+
+def find_agent_status(s: Snapshot, cfg: Config) -> list[Finding]:
+    found = (agent_status_finding(a, s.auto_resets.get(a.id)) for a in s.agents)
+    return [f for f in found if f is not None]
+
+
+def find_auth_signals(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Agents whose API calls were refused lately and that have not authenticated since."""
+    out = []
+    for a in s.agents:
+        sig = s.auth_signals.get(a.id)
+        if sig is None or s.now - sig.at > AUTH_SIGNAL_TTL:
+            continue
+        if a.status in (AgentStatus.UNAUTHENTICATED, AgentStatus.ERROR):
+            continue  # its status already says so
+        if a.last_seen_at is not None and a.last_seen_at > sig.at:
+            continue
+        detail = f"its API calls are refused with 401 ({sig.code})"
+        out.append(
+            Finding(
+                AlertKind.AGENT_UNAUTHENTICATED,
+                f"agent:{a.id}",
+                a.company_id,
+                _label(a),
+                detail,
+                sig.code,
+            )
+        )
+    return out
+
+
+def find_stuck(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Live runs past their deadline, or with no progress report for monitors.stuck_after."""
+    agents = {a.id: a for a in s.agents}
+    out = []
+    for run in s.live_runs:
+        agent = agents.get(run.agent_id)
+        if agent is None:
+            continue
+        on = f" on {run.issue_id}" if run.issue_id else ""
+        if run.deadline < s.now:
+            detail, code = f"run{on} passed its deadline at {_hhmm(run.deadline)}", "deadline"
+        elif s.now - run.last_progress_at > cfg.monitors.stuck_after:
+            since = _hhmm(run.last_progress_at)
+            detail, code = f"run{on} has reported no progress since {since}", "no_progress"
+        else:
+            continue
+        out.append(
+            Finding(
+                AlertKind.AGENT_STUCK,
+                f"agent:{agent.id}",
+                agent.company_id,
+                _label(agent),
+                detail,
+                code,
+                cause_key="",
+            )
+        )
+    return out
+
+
+def find_silent(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Running agents not heard from (usage, API call) for monitors.silent_after, and idle
+    agents whose heartbeats stopped. A stuck run already says the first; not repeated."""
+    stuck = {f.subject for f in find_stuck(s, cfg)}
+    runs = {r.agent_id: r for r in s.live_runs}
+    limit = cfg.monitors.silent_after
+    out = []
+    for a in s.agents:
+        if f"agent:{a.id}" in stuck:
+            continue
+        if a.status is AgentStatus.RUNNING:
+            run = runs.get(a.id)
+            marks = [a.last_seen_at or 0.0, a.status_changed_at]
+            if run is not None:
+                marks += [run.last_progress_at, run.started_at]
+            last = max(marks)
+            if s.now - last <= limit:
+                continue
+            detail = f"running, but not heard from since {_hhmm(last)}"
+        elif a.status is AgentStatus.IDLE and s.now - a.next_heartbeat_at > limit:
+            detail = f"missed its heartbeats since {_hhmm(a.next_heartbeat_at)}"
+        else:
+            continue
+        out.append(
+            Finding(
+                AlertKind.AGENT_SILENT,
+                f"agent:{a.id}",
+                a.company_id,
+                _label(a),
+                detail,
+                "silent",
+                cause_key="",
+            )
+        )
+    return out
+
+
+def find_queue_empty(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Companies whose agents found no open work for queue_empty_heartbeats beats in a row."""
+    n = cfg.monitors.queue_empty_heartbeats
+    out = []
+    for c in cfg.companies:
+        beats, since = s.empty_queues.get(c.id, (0, s.now))
+        if beats < n:
+            continue
+        out.append(
+            Finding(
+                AlertKind.QUEUE_EMPTY,
+                f"company:{c.id}",
+                c.id,
+                c.name,
+                f"no open issue since {_hhmm(since)}: its agents wake up to nothing",
+                "empty",
+                cause_key="",
+            )
+        )
+    return out
+
+
+def budget_findings(
+    subject: str, company_id: str, label: str, spent: float, budget: float, warn: float
+) -> Finding | None:
+    if budget <= 0 and spent <= 0:
+        return None
+    share = spent / budget if budget > 0 else float("inf")
+    if share >= 1:
+        detail = f"spent its ${budget:,.2f} monthly budget: heartbeats paused"
+        return Finding(
+            AlertKind.BUDGET,
+            subject,
+            company_id,
+            label,
+            detail,
+            "stop",
+            severity=Severity.CRITICAL,
+            fixes=(),
+        )
+    if share >= warn:
+        detail = f"past {warn:.0%} of its ${budget:,.2f} monthly budget"
+        return Finding(AlertKind.BUDGET, subject, company_id, label, detail, "warn")
+    return None
+
+
+def find_budget(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Monthly spend against CompanyConfig.budget and AgentConfig.monthly_budget."""
+    warn = cfg.monitors.budget_warn
+    names = {a.id: _label(a) for a in s.agents}
+    out = []
+    for c in cfg.companies:
+        if c.budget is not None:
+            subject = f"company:{c.id}"
+            f = budget_findings(
+                subject, c.id, c.name, s.spend.get(subject, 0.0), c.budget.monthly_usd, warn
+            )
+            out += [f] if f else []
+        for a in c.agents:
+            if a.monthly_budget is not None:
+                subject = f"agent:{a.id}"
+                label = names.get(a.id, a.id)
+                spent = s.spend.get(subject, 0.0)
+                f = budget_findings(subject, c.id, label, spent, a.monthly_budget, warn)
+                out += [f] if f else []
+    return out
+
+
+def find_blocked(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Blocked issues: issue_blocked, or recovery_loop when the loop guard stopped them."""
+    out = []
+    for i in s.blocked:
+        loop = i.reason.startswith(LOOP_REASON)
+        detail = i.reason or "blocked without a reason"
+        where = s.escalations.get(i.id)
+        if where:
+            detail += f" · escalated to {where}"
+        out.append(
+            Finding(
+                AlertKind.RECOVERY_LOOP if loop else AlertKind.ISSUE_BLOCKED,
+                f"issue:{i.id}",
+                i.company_id,
+                f"{i.id} {i.title[:60]}",
+                detail,
+                "loop" if loop else ("attempts" if "attempt budget" in i.reason else "blocked"),
+                cause_key="",
+            )
+        )
+    return out
+
+
+FINDERS = (
+    find_agent_status,
+    find_auth_signals,
+    find_stuck,
+    find_silent,
+    find_queue_empty,
+    find_budget,
+    find_blocked,
+)
+
+
+def evaluate(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Every finding of every monitor; one per fingerprint (the first finder wins)."""
+    seen: dict[str, Finding] = {}
+    for finder in FINDERS:
+        for f in finder(s, cfg):
+            seen.setdefault(f.fingerprint, f)
+    return list(seen.values())
+
+
+async def note_beat(
+    conn: aiosqlite.Connection, company_id: str, outcome: HeartbeatOutcome, now: float
+) -> None:
+    """Count heartbeats that found a company without open work (inside the beat's write)."""
+    if outcome is HeartbeatOutcome.NO_WORK:
+        async with conn.execute(
+            "SELECT 1 FROM issues WHERE company_id = ? AND status IN ('todo', 'in_progress') "
+            "LIMIT 1",
+            (company_id,),
+        ) as cur:
+            has_work = await cur.fetchone() is not None
+    elif outcome is HeartbeatOutcome.DISPATCHED:
+        has_work = True
+    else:
+        return  # a skipped agent tells nothing about the queue
+    if has_work:
+        await conn.execute(
+            "UPDATE queue_watch SET empty_beats = 0, empty_since = NULL WHERE company_id = ?",
+            (company_id,),
+        )
+    else:
+        await conn.execute(
+            "INSERT INTO queue_watch (company_id, empty_beats, empty_since) VALUES (?, 1, ?) "
+            "ON CONFLICT (company_id) DO UPDATE SET empty_beats = empty_beats + 1, "
+            "empty_since = COALESCE(empty_since, excluded.empty_since)",
+            (company_id, now),
+        )

@@ -1,0 +1,262 @@
+"""The watchdog: runs the monitors every monitors.interval and straight from core events.
+
+`run()` reads a Snapshot, evaluates every finder of core.alerting.monitors and hands the whole
+set to AlertBook.reconcile, which raises what was found and resolves what was not; then it applies
+budget pauses and flushes due notifications to the outbox.
+
+The core often knows first: `on_event` raises agent_error / agent_unauthenticated / delivery
+the moment an agent enters that status (with its reason), issue_blocked (and escalates) when a
+run's end blocks its issue, resolves them when the agent recovers, ends queue_empty when work is
+filed, and relays summaries to the outbox. `on_auth_failure` (the API guard's listener) raises
+agent_unauthenticated when an agent's API calls get 401s. Events are handled in order on one
+worker task, so a listener never blocks the publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from core.alerting.book import AlertBook, AlertKind, Finding
+from core.alerting.monitors import (
+    AUTH_SIGNAL_TTL,
+    MONITORED,
+    AuthSignal,
+    Snapshot,
+    agent_status_finding,
+    evaluate,
+    find_auth_signals,
+    find_blocked,
+    note_beat,
+)
+from core.clock import Clock, month_start, utc
+from core.config import Config
+from core.engine.recovery import Recovery, blocked_issues
+from core.events import AgentStatusChanged, Event, IssueAssigned, RunEnded, SummaryPosted
+from core.models import AgentStatus, HeartbeatOutcome, IssueStatus, RunStatus
+from core.reports.costs import CostBook
+from core.service import FleetService
+from core.store import rows
+
+log = logging.getLogger(__name__)
+
+
+class Monitors:
+    """Runs the monitors on a snapshot, raises from events, and applies budget pauses."""
+
+    def __init__(
+        self,
+        service: FleetService,
+        alerts: AlertBook,
+        costs: CostBook,
+        recovery: Recovery,
+        config: Config,
+        clock: Clock,
+    ) -> None:
+        self.service = service
+        self.db = service.db
+        self.alerts = alerts
+        self.costs = costs
+        self.recovery = recovery
+        self.config = config
+        self.clock = clock
+        self.auth_signals: dict[str, AuthSignal] = {}
+        self._queue: asyncio.Queue[Event | tuple[str, str]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def snapshot(self) -> Snapshot:
+        now = self.clock.now()
+        db = self.db
+        agents = tuple(await self.service.agents())
+        live = await db.fetchall(f"SELECT {rows.RUN_COLUMNS} FROM runs WHERE status = 'running'")
+        empty = await db.fetchall("SELECT company_id, empty_beats, empty_since FROM queue_watch")
+        esc = await db.fetchall("SELECT issue_id, escalated_to, escalation_issue FROM escalations")
+        costs = await self.costs.month(at=month_start(now))
+        self.auth_signals = {
+            k: v for k, v in self.auth_signals.items() if now - v.at <= AUTH_SIGNAL_TTL
+        }
+        return Snapshot(
+            now=now,
+            agents=agents,
+            live_runs=tuple(rows.run(r) for r in live),
+            blocked=tuple(await blocked_issues(db.reader)),
+            empty_queues={r[0]: (r[1], r[2] or now) for r in empty},
+            spend=costs.spend(),
+            escalations={r[0]: f"{r[1]} ({r[2]})" if r[2] else r[1] for r in esc},
+            auto_resets=await self.recovery.schedule(),
+            auth_signals=dict(self.auth_signals),
+        )
+
+    async def run(self) -> list[Finding]:
+        """One monitor pass: auto-resets due, then findings reconciled with the alerts."""
+        try:
+            await self.recovery.auto_reset_due()
+            snap = await self.snapshot()
+            findings = evaluate(snap, self.config)
+            await self.alerts.reconcile(findings, MONITORED, snap.now)
+            await self._stop_over_budget(findings)
+            await self.alerts.flush()
+            return findings
+        except Exception:
+            log.exception("monitor pass failed; the next one retries")
+            return []
+
+    async def _stop_over_budget(self, findings: list[Finding]) -> None:
+        """At 100 % of a budget, pause the agent (or every agent of the company), once a month:
+        an owner who resumes it after that has decided to spend more."""
+        month = utc(self.clock.now()).strftime("%Y-%m")
+        for f in findings:
+            if f.kind is not AlertKind.BUDGET or f.reason_code != "stop":
+                continue
+            async with self.db.write() as conn:
+                cur = await conn.execute(
+                    "INSERT INTO budget_actions (subject, month, action, at) VALUES (?, ?, "
+                    "'pause', ?) ON CONFLICT DO NOTHING",
+                    (f.subject, month, self.clock.now()),
+                )
+            if cur.rowcount != 1:
+                continue
+            kind, _, ident = f.subject.partition(":")
+            targets = (
+                [ident] if kind == "agent" else [a.id for a in await self.service.agents(ident)]
+            )
+            for agent_id in targets:
+                try:
+                    await self.service.pause(
+                        agent_id, "fleetbot:budget", f"{f.label}: {f.detail}", code="budget"
+                    )
+                except Exception:
+                    log.exception("could not pause %s for its budget", agent_id)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """EventBus listener: queue the event for the worker (never blocks the publisher)."""
+        if isinstance(event, AgentStatusChanged | RunEnded | IssueAssigned | SummaryPosted):
+            self._put(event)
+
+    def on_auth_failure(self, agent_id: str, code: str) -> None:
+        """Guard listener: an API call claiming `agent_id` was refused with `code`."""
+        if agent_id == "unknown":
+            return  # nobody to name: the metrics count it
+        now = self.clock.now()
+        last = self.auth_signals.get(agent_id)
+        if last is not None and last.code == code and now - last.at < 5:
+            # A burst of refusals (an agent retrying) is one signal, not one write each.
+            self.auth_signals[agent_id] = AuthSignal(code, now)
+            return
+        self.auth_signals[agent_id] = AuthSignal(code, now)
+        self._put((agent_id, code))
+
+    def _put(self, item: Event | tuple[str, str]) -> None:
+        if self._closed:
+            return
+        self._queue.put_nowait(item)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work(), name="monitors")
+
+    async def settle(self) -> None:
+        """Wait until every queued event was handled (tests, benchmarks)."""
+        await self._queue.join()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    async def _work(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._handle(item)
+            except Exception:
+                log.exception("monitor event handler failed on %r", item)
+            finally:
+                self._queue.task_done()
+
+    async def _handle(self, item: Event | tuple[str, str]) -> None:
+        if isinstance(item, tuple):
+            agent_id, _code = item
+            agent = await self.service.maybe_agent(agent_id)
+            snap = Snapshot(
+                self.clock.now(), (agent,) if agent else (), auth_signals=self.auth_signals
+            )
+            await self.alerts.raise_(*find_auth_signals(snap, self.config))
+        elif isinstance(item, AgentStatusChanged):
+            await self._status_changed(item)
+        elif isinstance(item, RunEnded):
+            await self._run_ended(item)
+        elif isinstance(item, SummaryPosted):
+            await self._relay_summary(item)
+        elif isinstance(item, IssueAssigned):
+            await self._assigned(item)
+
+    async def _relay_summary(self, e: SummaryPosted) -> None:
+        """Summaries go to the agent's team chat; run summaries wait for the digest when
+        telegram.run_summaries is `digest`."""
+        if e.source == "run" and self.config.telegram.run_summaries == "digest":
+            return
+        agent = await self.service.maybe_agent(e.agent_id)
+        if agent is not None:
+            await self.alerts.outbox.enqueue_summary(e.summary_id, agent.company_id)
+
+    async def _status_changed(self, e: AgentStatusChanged) -> None:
+        agent = await self.service.maybe_agent(e.agent_id)
+        if agent is None:
+            return
+        bad = (AgentStatus.ERROR, AgentStatus.UNAUTHENTICATED)
+        if e.new is AgentStatus.ERROR:
+            await self.recovery.note_error(agent.id)
+        if e.new in bad:
+            schedule = (await self.recovery.schedule()).get(agent.id)
+            finding = agent_status_finding(agent, schedule)
+            if finding is not None:
+                await self.alerts.raise_(finding)
+        if e.old in bad and e.new not in bad:
+            subject = f"agent:{agent.id}"
+            await self.alerts.resolve(
+                *(f"{k.value}:{subject}" for k in _STATUS_KINDS),
+            )
+
+    async def _run_ended(self, e: RunEnded) -> None:
+        subject = f"agent:{e.agent_id}"
+        await self.alerts.resolve(f"{AlertKind.AGENT_STUCK.value}:{subject}")
+        await self.alerts.resolve(f"{AlertKind.AGENT_SILENT.value}:{subject}")
+        if e.status is RunStatus.SUCCEEDED:
+            await self.recovery.note_success(e.agent_id)
+        if e.issue_id is None:
+            return
+        issue = await self.service.issue(e.issue_id)
+        if issue.status is not IssueStatus.BLOCKED:
+            return
+        escalated = await self.recovery.escalate(issue.id)
+        snap = Snapshot(
+            self.clock.now(),
+            (),
+            blocked=(issue,),
+            escalations=await self._escalations(issue.id, escalated),
+        )
+        await self.alerts.raise_(*find_blocked(snap, self.config))
+
+    async def _escalations(self, issue_id: str, filed: str | None) -> dict[str, str]:
+        row: Any = await self.db.fetchone(
+            "SELECT escalated_to, escalation_issue FROM escalations WHERE issue_id = ?",
+            (issue_id,),
+        )
+        if row is None:
+            return {}
+        return {issue_id: f"{row[0]} ({row[1] or filed})" if (row[1] or filed) else row[0]}
+
+    async def _assigned(self, e: IssueAssigned) -> None:
+        """New work: the company's queue is no longer empty."""
+        issue = await self.service.issue(e.issue_id)
+        async with self.db.write() as conn:
+            await note_beat(conn, issue.company_id, HeartbeatOutcome.DISPATCHED, 0.0)
+        await self.alerts.resolve(f"{AlertKind.QUEUE_EMPTY.value}:company:{issue.company_id}")
+
+
+_STATUS_KINDS = (AlertKind.AGENT_ERROR, AlertKind.AGENT_UNAUTHENTICATED, AlertKind.DELIVERY)

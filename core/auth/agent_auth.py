@@ -1,0 +1,197 @@
+"""Agent authentication against the store: token files, versions, per-run tokens.
+
+core.auth.tokens proves what a token alone can prove; this module adds what needs the fleet's state:
+the agent must still exist, the token must name its current token version (so one agent's token
+can be revoked alone), and a run token may act only on its own run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from core.auth.keyring import KeyRing
+from core.auth.secretfile import locked
+from core.auth.tokens import Claims, TokenAuthority, read_token_file, token_path, write_token_file
+from core.clock import Clock
+from core.config import AuthConfig
+from core.errors import KeyRingError, NotYourRun, TokenInvalid
+from core.models import Agent, AuthReason
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ROTATE_ONE = "`fleetbot tokens rotate --agent {a}` (or /rotate {a} in the chat)"
+ROTATE_ALL = "`fleetbot tokens rotate` (or /rotate all in the chat)"
+# Per reason: what it means (for the operator) and the fix. Reasons marked fleet-wide usually
+# hit every agent at once, and one rotate-all fixes them all.
+REASONS: dict[str, tuple[str, str]] = {
+    AuthReason.MISSING_FILE: ("the agent has no token file", ROTATE_ONE),
+    AuthReason.MALFORMED: ("the token is not a fleetbot token (edited or cut short)", ROTATE_ONE),
+    AuthReason.BAD_SIGNATURE: (
+        "signed with a secret the key ring does not hold (made outside fleetbot?)",
+        ROTATE_ALL,
+    ),
+    AuthReason.UNKNOWN_KEY: (
+        "signed by a key this key ring lacks or has retired (another key ring, or older "
+        "than the rotation grace)",
+        ROTATE_ALL,
+    ),
+    AuthReason.EXPIRED: ("older than auth.token_ttl", ROTATE_ONE),
+    AuthReason.REVOKED: (
+        "superseded: the agent was rotated or removed, or the file holds another agent's token",
+        ROTATE_ONE,
+    ),
+    AuthReason.WRONG_AUDIENCE: (
+        "issued for another issuer/audience (auth.issuer or auth.audience changed)",
+        ROTATE_ALL,
+    ),
+    AuthReason.MISSING_TOKEN: (
+        "the agent sent no token",
+        "make its runtime send `Authorization: Bearer <contents of its token file>`",
+    ),
+}
+FLEET_WIDE = frozenset(
+    {AuthReason.BAD_SIGNATURE, AuthReason.UNKNOWN_KEY, AuthReason.WRONG_AUDIENCE}
+)
+
+
+def fix_for(code: str, agent_id: str) -> str:
+    """The one thing to do about `code` for `agent_id`, as an operator reads it."""
+    return REASONS.get(code, ("", ROTATE_ONE))[1].format(a=agent_id)
+
+
+class KeyRingFile:
+    """The key ring, re-read when its file changes.
+
+    A rotation by `fleetbot tokens rotate` in another process must not leave this one verifying
+    with stale keys: every access compares the file's identity (inode, mtime, size) with the
+    one loaded, one `stat` call, and re-reads it when it changed. The ring in use is swapped
+    whole, so a verification never sees half a rotation.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._ring = KeyRing.load(path)
+        self._stamp = self._stat()
+        self.reload_error: str | None = None  # why the file on disk was not taken, if so
+
+    def _stat(self) -> tuple[int, int, int]:
+        st = os.stat(self.path)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    @property
+    def ring(self) -> KeyRing:
+        try:
+            stamp = self._stat()
+        except OSError:
+            return self._ring  # keep verifying with what we have; `check` reports the problem
+        if stamp != self._stamp:
+            try:
+                ring = KeyRing.load(self.path)
+            except KeyRingError as exc:
+                # A broken file on disk must not take working keys away from a running fleet;
+                # the next self-test (and `fleetbot check`) says what is wrong with it.
+                if self.reload_error != exc.message:
+                    log.error("kept the loaded key ring: %s", exc.message)
+                self.reload_error = exc.message
+                return self._ring
+            self._ring, self._stamp, self.reload_error = ring, stamp, None
+        return self._ring
+
+    def update(self, change: Callable[[KeyRing], T]) -> T:
+        """Apply `change` to a fresh copy of the file under an exclusive lock, then swap it in.
+
+        Re-reading under the lock means a rotation in another process is never overwritten
+        with this process's older view of the keys.
+        """
+        with locked(self.path):
+            ring = KeyRing.load(self.path)
+            result = change(ring)
+            self._ring, self._stamp, self.reload_error = ring, self._stat(), None
+        return result
+
+
+class AgentAuth:
+    """Issues, files and checks agent tokens."""
+
+    def __init__(self, keyring: KeyRingFile, config: AuthConfig, clock: Clock) -> None:
+        self.keyring = keyring
+        self.config = config
+        self.clock = clock
+        self._authority: TokenAuthority | None = None
+
+    @property
+    def authority(self) -> TokenAuthority:
+        ring = self.keyring.ring
+        if self._authority is None or self._authority.keyring is not ring:
+            self._authority = TokenAuthority(
+                ring, issuer=self.config.issuer, audience=self.config.audience
+            )
+        return self._authority
+
+    @property
+    def token_dir(self) -> Path:
+        return self.config.token_dir
+
+    def token_file(self, agent_id: str) -> Path:
+        return token_path(self.config.token_dir, agent_id)
+
+    def issue(self, agent: Agent, *, fsync: bool = True) -> Path:
+        """Write a fresh long-lived token for `agent` to its token file."""
+        token = self.authority.issue(agent, self.clock.now(), self.config.token_ttl)
+        return write_token_file(self.config.token_dir, agent.id, token, fsync=fsync)
+
+    def run_token(self, agent: Agent, run_id: str, deadline: float) -> str:
+        """A short-lived token bound to one run: it dies a minute after the run's deadline."""
+        now = self.clock.now()
+        ttl = self.config.run_token_ttl or max(60.0, deadline - now + 60.0)
+        return self.authority.issue(agent, now, ttl, run_id=run_id)
+
+    def verify(self, token: str) -> Claims:
+        return self.authority.verify(token, self.clock.now())
+
+    @staticmethod
+    def check_current(claims: Claims, agent: Agent | None) -> None:
+        """Refuse tokens of deleted agents and of superseded token versions."""
+        if agent is None:
+            raise TokenInvalid(
+                f"the token belongs to agent {claims.sub!r}, which no longer exists",
+                code=AuthReason.REVOKED.value,
+            )
+        if claims.tv != agent.token_version or claims.company != agent.company_id:
+            raise TokenInvalid(
+                f"the token of {agent.id} was revoked (token version {claims.tv}, current "
+                f"{agent.token_version})",
+                code=AuthReason.REVOKED.value,
+            )
+
+    @staticmethod
+    def check_run(claims: Claims, run_agent_id: str, run_id: str) -> None:
+        """A token may act on a run only if it belongs to the run's agent (and, for a run
+        token, to that very run)."""
+        if claims.sub != run_agent_id or (claims.run is not None and claims.run != run_id):
+            raise NotYourRun(f"run {run_id} does not belong to agent {claims.sub}")
+
+    def check_file(self, agent: Agent) -> TokenInvalid | None:
+        """Why the agent's token file would be refused, or None when it verifies."""
+        try:
+            token = read_token_file(self.config.token_dir, agent.id)
+            claims = self.verify(token)
+            if claims.sub != agent.id:
+                return TokenInvalid(
+                    f"the token file of {agent.id} holds a token of {claims.sub}",
+                    code=AuthReason.REVOKED.value,
+                )
+            if claims.run is not None:
+                return TokenInvalid(
+                    f"the token file of {agent.id} holds a per-run token, which dies with its run",
+                    code=AuthReason.REVOKED.value,
+                )
+            self.check_current(claims, agent)
+        except TokenInvalid as exc:
+            return exc
+        return None

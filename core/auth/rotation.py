@@ -1,0 +1,282 @@
+"""Rotating keys and tokens, and the self-test that proves every agent can authenticate.
+
+Rotating all keys never causes a 401: the previous key stays verify-only for the grace period,
+so tokens already handed out keep working while every token file is re-issued and verified.
+Rotating one agent bumps its token version, so its old token dies at once and nobody else's.
+File work runs in worker threads, a chunk at a time, so the API keeps answering meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from core.auth.agent_auth import FLEET_WIDE, ROTATE_ALL, AgentAuth, fix_for
+from core.auth.keyring import KeyRing, KeyState
+from core.auth.secretfile import fsync_dir
+from core.auth.tokens import write_token_file
+from core.errors import TokenInvalid
+from core.models import Agent, AgentStatus, AuthReason
+from core.service import FleetService
+from core.store import ops
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500  # agents per worker-thread hop: small enough that the loop is never held long
+LOG_LINES = 50  # failing agents listed in the log; `fleetbot check` lists them all
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCheck:
+    agent_id: str
+    company_id: str
+    code: str | None  # None: authenticated
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code is None
+
+    @property
+    def fix(self) -> str:
+        return "" if self.code is None else fix_for(self.code, self.agent_id)
+
+    def line(self) -> str:
+        if self.code is None:
+            return f"  {self.agent_id}: ok"
+        return f"  {self.agent_id}: {self.code} — {self.message}. Fix: {self.fix}"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthReport:
+    checks: list[AgentCheck] = field(default_factory=list)
+    kid: str = ""
+
+    @property
+    def failing(self) -> list[AgentCheck]:
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failing
+
+    def by_reason(self) -> dict[str, int]:
+        return dict(Counter(c.code for c in self.failing if c.code is not None))
+
+    def summary(self) -> str:
+        total = len(self.checks)
+        return f"{total - len(self.failing)}/{total} agents authenticated"
+
+    def lines(self, *, verbose: bool = False, limit: int | None = None) -> list[str]:
+        """The summary, a hint when one cause broke many agents, then one line per failing
+        agent (every agent with `verbose`), at most `limit` of them."""
+        out = [self.summary()]
+        for code, count in sorted(self.by_reason().items()):
+            if count > 1 and code in FLEET_WIDE:
+                out.append(f"  {count} agents fail with {code}: one {ROTATE_ALL} fixes them all")
+        shown = self.checks if verbose else self.failing
+        for c in shown[:limit] if limit is not None else shown:
+            out.append(c.line())
+        if limit is not None and len(shown) > limit:
+            out.append(f"  … and {len(shown) - limit} more; `fleetbot check` lists them all")
+        return out
+
+
+def _check(auth: AgentAuth, agent: Agent) -> AgentCheck:
+    problem = auth.check_file(agent)
+    if problem is None:
+        return AgentCheck(agent.id, agent.company_id, None)
+    return AgentCheck(agent.id, agent.company_id, problem.code, problem.message)
+
+
+def _checks(auth: AgentAuth, agents: Sequence[Agent]) -> list[AgentCheck]:
+    return [_check(auth, a) for a in agents]
+
+
+def self_test(auth: AgentAuth, agents: Sequence[Agent]) -> AuthReport:
+    """Verify every agent's token file as the API and the heartbeat would."""
+    return AuthReport(_checks(auth, agents), auth.keyring.ring.active.kid)
+
+
+async def self_test_async(
+    auth: AgentAuth, agents: Sequence[Agent], *, chunk: int = CHUNK
+) -> AuthReport:
+    """`self_test` in worker threads, a chunk at a time, so the event loop keeps serving."""
+    checks: list[AgentCheck] = []
+    for start in range(0, len(agents), chunk):
+        part = agents[start : start + chunk]
+        checks.extend(await asyncio.to_thread(_checks, auth, part))
+    return AuthReport(checks, auth.keyring.ring.active.kid)
+
+
+async def record(service: FleetService, agents: Sequence[Agent], report: AuthReport) -> list[str]:
+    """Apply a self-test to agents' statuses: a failing idle agent becomes unauthenticated
+    with its reason; an unauthenticated agent that passes is idle again and woken. Paused,
+    erroring and running agents keep their status (their heartbeat checks again later).
+    `agents` may be a snapshot: each agent to change is read again before it is changed.
+    Returns the ids of agents that came back."""
+    checks = {c.agent_id: c for c in report.checks}
+    back: list[str] = []
+    for snapshot in agents:
+        check = checks.get(snapshot.id)
+        if check is None or not _needs_change(snapshot, check):
+            continue
+        agent = await service.maybe_agent(snapshot.id)
+        if agent is None or not _needs_change(agent, check):
+            continue
+        if check.code is None:
+            await service.set_auth_status(agent, None)
+            await service.wake(agent.id, "fleetbot", audited=False)
+            back.append(agent.id)
+        else:
+            await service.set_auth_status(agent, TokenInvalid(check.message, code=check.code))
+    return back
+
+
+def _needs_change(agent: Agent, check: AgentCheck) -> bool:
+    if check.code is None:
+        return agent.status is AgentStatus.UNAUTHENTICATED
+    return agent.status is AgentStatus.IDLE or (
+        agent.status is AgentStatus.UNAUTHENTICATED and agent.reason_code != check.code
+    )
+
+
+def _issue_and_check(auth: AgentAuth, agents: Sequence[Agent]) -> list[AgentCheck]:
+    # No fsync per file: one fsync of the folder at the end makes the renames durable, and
+    # each file is still replaced atomically (10,000 agents rotate in seconds, not minutes).
+    authority, now, ttl = auth.authority, auth.clock.now(), auth.config.token_ttl
+    unwritten: dict[str, AgentCheck] = {}
+    for agent in agents:
+        token = authority.issue(agent, now, ttl)
+        try:
+            write_token_file(auth.token_dir, agent.id, token, fsync=False)
+        except OSError as exc:
+            # A full disk or a read-only folder fails this agent's line, not the rotation:
+            # the others are re-issued, and the previous key still verifies for the grace.
+            unwritten[agent.id] = AgentCheck(
+                agent.id,
+                agent.company_id,
+                AuthReason.MISSING_FILE.value,
+                f"cannot write {auth.token_file(agent.id)} ({exc.strerror or exc})",
+            )
+    return [unwritten.get(a.id) or _check(auth, a) for a in agents]
+
+
+async def rotate_all(
+    auth: AgentAuth, service: FleetService, actor: str, *, chunk: int = CHUNK
+) -> AuthReport:
+    """New active key, previous one verify-only for the grace; every token re-issued and
+    verified. Agents that were unauthenticated are idle again and woken at once."""
+    now = service.clock.now()
+    grace, alg = auth.config.rotation_grace, auth.config.algorithm
+    key = auth.keyring.update(lambda ring: ring.rotate(now, grace, alg))
+    agents = await service.agents()
+    checks: list[AgentCheck] = []
+    for start in range(0, len(agents), chunk):
+        part = agents[start : start + chunk]
+        checks.extend(await asyncio.to_thread(_issue_and_check, auth, part))
+    if agents:
+        await asyncio.to_thread(fsync_dir, auth.token_dir)
+    report = AuthReport(checks, key.kid)
+    await service.audit(
+        actor,
+        "tokens.rotate_all",
+        key.kid,
+        {"summary": report.summary(), "failing": report.by_reason()},
+        "ok" if report.ok else "partial",
+    )
+    await record(service, agents, report)
+    log.info("rotated to key %s by %s: %s", key.kid, actor, report.summary())
+    return report
+
+
+async def rotate_agent(
+    auth: AgentAuth, service: FleetService, agent_id: str, actor: str
+) -> AgentCheck:
+    """Revoke one agent's token (version bump: its old token and run tokens die at once) and
+    issue it a new one."""
+    agent = await service.agent(agent_id)
+    now = service.clock.now()
+    async with service.db.write() as conn:
+        await conn.execute(
+            "UPDATE agents SET token_version = token_version + 1 WHERE id = ?", (agent.id,)
+        )
+        await ops.audit(conn, now, actor, "tokens.rotate", agent.id)
+    agent = await service.agent(agent.id)
+    check = (await asyncio.to_thread(_issue_and_check, auth, [agent]))[0]
+    await record(service, [agent], AuthReport([check], auth.keyring.ring.active.kid))
+    return check
+
+
+def _issue_missing(auth: AgentAuth, agents: Sequence[Agent]) -> list[str]:
+    missing = [a for a in agents if not auth.token_file(a.id).exists()]
+    for agent in missing:
+        auth.issue(agent, fsync=False)
+    if missing:
+        fsync_dir(auth.token_dir)
+    return [a.id for a in missing]
+
+
+async def issue_missing(auth: AgentAuth, agents: Sequence[Agent]) -> list[str]:
+    """Write a token file for every agent that has none (a new agent in the config); never
+    touches an existing file, so a broken one still shows up in the self-test."""
+    return await asyncio.to_thread(_issue_missing, auth, agents)
+
+
+def expired_keys(ring: KeyRing, now: float) -> list[str]:
+    return [k.kid for k in ring.keys if k.state is KeyState.VERIFY_ONLY and not k.verifies_at(now)]
+
+
+def retire_expired(auth: AgentAuth, now: float) -> list[str]:
+    """Retire verify-only keys past their grace. Locks and writes only when there is one."""
+    if not expired_keys(auth.keyring.ring, now):
+        return []
+    return auth.keyring.update(lambda ring: ring.retire_expired(now))
+
+
+class AuthWatch:
+    """The fleet's standing auth checks: the self-test at startup, and a scheduled job that
+    retires keys past their grace and re-tests every agent when the key ring changed (a
+    rotation by `fleetbot tokens rotate` in another process, or a hand-edited file)."""
+
+    INTERVAL = 60.0  # seconds between scheduled checks
+
+    def __init__(self, auth: AgentAuth, service: FleetService) -> None:
+        self.auth = auth
+        self.service = service
+        self.last: AuthReport | None = None
+        self._tested_kid = ""
+
+    async def startup(self) -> AuthReport:
+        """Issue tokens to agents new in the config, then self-test the whole fleet."""
+        written = await issue_missing(self.auth, await self.service.agents())
+        if written:
+            log.info("issued token files for %d new agent(s): %s", len(written), ", ".join(written))
+        return await self.self_test("startup")
+
+    async def self_test(self, why: str) -> AuthReport:
+        """Test every agent, log the summary and each failing agent, record statuses."""
+        agents = await self.service.agents()
+        report = await self_test_async(self.auth, agents)
+        self._tested_kid = report.kid
+        self.last = report
+        log.log(
+            logging.INFO if report.ok else logging.WARNING,
+            "auth self-test (%s): %s",
+            why,
+            "\n".join(report.lines(limit=LOG_LINES)),
+        )
+        await record(self.service, agents, report)
+        return report
+
+    async def tick(self) -> None:
+        retired = retire_expired(self.auth, self.service.clock.now())
+        if retired:
+            log.info("retired key(s) past their rotation grace: %s", ", ".join(retired))
+            # A token still signed by a retired key fails from now on: say so at once.
+            await self.self_test("keys retired")
+        elif self.auth.keyring.ring.active.kid != self._tested_kid:
+            await self.self_test("key ring changed")

@@ -1,0 +1,118 @@
+"""One agent's heartbeat: decide, in one transaction, whether it has work, and open its run.
+
+A heartbeat never calls a runtime itself. It checks the agent's status and token, reads the inbox
+from the store, and either records a skipped heartbeat (no work: zero LLM calls, counted as saved)
+or opens a run and hands it back for dispatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.alerting.monitors import note_beat
+from core.auth.agent_auth import AgentAuth
+from core.clock import Clock
+from core.errors import TokenInvalid
+from core.events import Event
+from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
+from core.service import FleetService
+from core.store import ops, rows
+
+# Statuses a heartbeat skips without looking at the inbox, with the outcome it records.
+_SKIPPED = {
+    AgentStatus.PAUSED: HeartbeatOutcome.PAUSED,
+    AgentStatus.ERROR: HeartbeatOutcome.ERROR,
+    AgentStatus.RUNNING: HeartbeatOutcome.BUSY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    agent: Agent
+    outcome: HeartbeatOutcome
+    run: Run | None = None
+    issue: Issue | None = None
+
+
+class Heartbeat:
+    def __init__(self, service: FleetService, auth: AgentAuth | None, clock: Clock) -> None:
+        self.service = service
+        self.db = service.db
+        self.auth = auth
+        self.clock = clock
+
+    async def due(self, now: float, limit: int = 1000) -> list[str]:
+        """Agents whose heartbeat is due, most overdue first (an index range scan)."""
+        found = await self.db.fetchall(
+            "SELECT id FROM agents WHERE deleted_at IS NULL AND next_heartbeat_at <= ? "
+            "ORDER BY next_heartbeat_at LIMIT ?",
+            (now, limit),
+        )
+        return [r[0] for r in found]
+
+    async def next_due_at(self) -> float | None:
+        value = await self.db.scalar(
+            "SELECT min(next_heartbeat_at) FROM agents WHERE deleted_at IS NULL"
+        )
+        return None if value is None else float(value)
+
+    async def beat(self, agent_id: str, *, forced: bool = False) -> Beat | None:
+        """Run the heartbeat if it is due (or `forced`); None if there was nothing to do."""
+        now = self.clock.now()
+        agent = await self.service.maybe_agent(agent_id)
+        if agent is None or (not forced and agent.next_heartbeat_at > now):
+            return None
+        problem: TokenInvalid | None = None
+        if self.auth is not None and agent.status in (
+            AgentStatus.IDLE,
+            AgentStatus.UNAUTHENTICATED,
+        ):
+            problem = self.auth.check_file(agent)
+        events: list[Event] = []
+        run = issue = None
+        async with self.db.write() as conn:
+            current = await ops.fetch_agent(conn, agent_id)
+            if current is None:
+                return None
+            agent = current
+            outcome = _SKIPPED.get(agent.status)
+            if outcome is None and problem is not None:
+                changed = await ops.set_agent_status(
+                    conn, agent, AgentStatus.UNAUTHENTICATED, now, problem.message, problem.code
+                )
+                events.extend([changed] if changed else [])
+                outcome = HeartbeatOutcome.UNAUTHENTICATED
+            elif outcome is None:
+                if agent.status is AgentStatus.UNAUTHENTICATED:
+                    # The token verifies again: back to work with no manual reset.
+                    changed = await ops.set_agent_status(conn, agent, AgentStatus.IDLE, now)
+                    events.extend([changed] if changed else [])
+                # LIMIT 1 in one hop (execute_fetchall), not three: this runs every heartbeat.
+                found = await conn.execute_fetchall(
+                    f"SELECT {rows.ISSUE_COLUMNS} FROM issues WHERE assignee_id = ? "
+                    "AND status IN ('todo', 'in_progress') "
+                    "AND (lease_run_id IS NULL OR lease_until < ?) "
+                    "AND (not_before IS NULL OR not_before <= ?) "
+                    "ORDER BY created_at, number LIMIT 1",
+                    (agent.id, now, now),
+                )
+                row = next(iter(found), None)
+                if row is not None:
+                    issue = rows.issue(row)
+                    run = await self.service.runs.open(conn, agent, issue, now)
+                if run is None:
+                    outcome = HeartbeatOutcome.NO_WORK
+                else:
+                    outcome = HeartbeatOutcome.DISPATCHED
+                    idle = await ops.fetch_agent(conn, agent.id)
+                    assert idle is not None
+                    changed = await ops.set_agent_status(conn, idle, AgentStatus.RUNNING, now)
+                    events.extend([changed] if changed else [])
+            await conn.execute(
+                "UPDATE agents SET next_heartbeat_at = ? WHERE id = ?",
+                (now + agent.heartbeat_seconds, agent.id),
+            )
+            await ops.count_heartbeat(conn, agent.id, now, outcome.value)
+            await note_beat(conn, agent.company_id, outcome, now)  # the queue_empty monitor
+        self.service.events.publish(*events)
+        return Beat(agent, outcome, run, issue if run is not None else None)

@@ -1,0 +1,249 @@
+"""The loop that drives the fleet: sweeps for due heartbeats, wakes on events, times runs out.
+
+The logic lives in `tick()` and the heartbeat; APScheduler only calls `tick()` every
+`sweep_interval` seconds of real time. Benchmarks and tests call `tick()` themselves with a
+ManualClock, so a simulated month takes seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from core.auth.agent_auth import AgentAuth
+from core.clock import Clock
+from core.engine.heartbeat import Beat, Heartbeat
+from core.errors import AgentFailure
+from core.events import Event, IssueAssigned, RunEnded, WakeRequested
+from core.models import Agent, HeartbeatOutcome, RunStatus
+from core.runtimes.base import Dispatch, RunReporter, Runtime
+from core.service import FleetService
+
+log = logging.getLogger(__name__)
+
+RuntimeFactory = Callable[[Agent], Runtime]
+
+
+class RuntimePool:
+    """One runtime per agent, built on first use from the agent's runtime config."""
+
+    def __init__(self, env: Mapping[str, str], reporter: RunReporter) -> None:
+        self.env = env
+        self.reporter = reporter
+        self._by_agent: dict[str, tuple[str, Runtime]] = {}
+
+    def __call__(self, agent: Agent) -> Runtime:
+        from pydantic import TypeAdapter
+
+        from core.config import RuntimeConfig
+        from core.runtimes import build_runtime
+
+        key = repr(sorted(agent.runtime.items()))
+        cached = self._by_agent.get(agent.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        cfg = TypeAdapter(RuntimeConfig).validate_python(agent.runtime)
+        runtime = build_runtime(cfg, self.env, self.reporter)
+        self._by_agent[agent.id] = (key, runtime)
+        return runtime
+
+    async def aclose(self) -> None:
+        for _, runtime in self._by_agent.values():
+            await runtime.aclose()
+        self._by_agent.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    timed_out: int
+    beats: dict[HeartbeatOutcome, int]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        service: FleetService,
+        runtimes: RuntimeFactory,
+        clock: Clock,
+        *,
+        auth: AgentAuth | None,
+        api_url: str,
+        sweep_interval: float = 10.0,
+        wake_on_assign: bool = True,
+    ) -> None:
+        self.service = service
+        self.heartbeat = Heartbeat(service, auth, clock)
+        self.runtimes = runtimes
+        self.clock = clock
+        self.auth = auth
+        self.api_url = api_url
+        self.sweep_interval = sweep_interval
+        self.wake_on_assign = wake_on_assign
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dispatches: dict[str, asyncio.Task[Any]] = {}
+        self._aps: AsyncIOScheduler | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._closed = False
+
+    async def start(self, *, periodic: bool = True) -> None:
+        """Interrupt runs a previous process left behind, listen to events, start sweeping."""
+        interrupted = await self.service.runs.interrupt_all()
+        if interrupted:
+            log.warning(
+                "marked %d run(s) left running by a previous process as interrupted", interrupted
+            )
+        self._unsubscribe = self.service.events.subscribe(self._on_event)
+        if periodic:
+            self._aps = AsyncIOScheduler(timezone="UTC")
+            self._aps.add_job(
+                self.tick,
+                "interval",
+                seconds=self.sweep_interval,
+                id="sweep",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+            self._aps.start()
+
+    def add_job(
+        self, func: Callable[[], Coroutine[Any, Any, Any]], seconds: float, name: str
+    ) -> None:
+        """Run `func` every `seconds` on the same scheduler (monitors, outbox, digests)."""
+        if self._aps is not None:
+            self._aps.add_job(
+                func,
+                "interval",
+                seconds=seconds,
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def tick(self) -> TickReport:
+        """One sweep: time out overdue runs, then beat every agent whose heartbeat is due."""
+        timed_out = await self.service.runs.time_out()
+        beats: dict[HeartbeatOutcome, int] = {}
+        for agent_id in await self.heartbeat.due(self.clock.now()):
+            beat = await self._beat(agent_id, forced=False)
+            if beat is not None:
+                beats[beat.outcome] = beats.get(beat.outcome, 0) + 1
+        return TickReport(len(timed_out), beats)
+
+    async def drain(self) -> None:
+        """Wait until every wake-up and dispatch started so far has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def wake(self, agent_id: str) -> None:
+        self._spawn(self._beat(agent_id, forced=True), f"wake:{agent_id}")
+
+    def _on_event(self, event: Event) -> None:
+        if self._closed:
+            return
+        if isinstance(event, WakeRequested) or (
+            isinstance(event, IssueAssigned) and self.wake_on_assign
+        ):
+            self.wake(event.agent_id)
+        elif isinstance(event, RunEnded) and event.status is not RunStatus.RUNNING:
+            task = self._dispatches.pop(event.run_id, None)
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()  # the run is over (timeout, cap, cancel): stop its runtime
+            # Work queued behind this run should not wait for the next interval.
+            self._spawn(self._wake_if_work(event.agent_id), f"next:{event.agent_id}")
+
+    async def _wake_if_work(self, agent_id: str) -> None:
+        """Beat the agent now if it has work it could start now; otherwise do nothing (a
+        beat with no work would be counted as a heartbeat that never was scheduled)."""
+        now = self.clock.now()
+        ready = await self.service.db.scalar(
+            "SELECT 1 FROM issues WHERE assignee_id = ? AND status IN ('todo', 'in_progress') "
+            "AND (lease_run_id IS NULL OR lease_until < ?) "
+            "AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
+            (agent_id, now, now),
+        )
+        if ready:
+            await self._beat(agent_id, forced=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _beat(self, agent_id: str, *, forced: bool) -> Beat | None:
+        try:
+            beat = await self.heartbeat.beat(agent_id, forced=forced)
+        except Exception:
+            log.exception("heartbeat of %s failed", agent_id)
+            return None
+        if beat is not None and beat.run is not None:
+            run_id = beat.run.id
+            task = self._spawn(self._dispatch(beat), f"dispatch:{run_id[:8]}")
+            self._dispatches[run_id] = task
+            task.add_done_callback(lambda _t: self._dispatches.pop(run_id, None))
+        return beat
+
+    async def _dispatch(self, beat: Beat) -> None:
+        assert beat.run is not None and beat.issue is not None
+        agent, run, issue = beat.agent, beat.run, beat.issue
+        token = self.auth.run_token(agent, run.id, run.deadline) if self.auth else ""
+        job = Dispatch(
+            run_id=run.id,
+            agent_id=agent.id,
+            agent_name=agent.name,
+            company_id=agent.company_id,
+            issue={
+                "id": issue.id,
+                "title": issue.title,
+                "body": issue.body,
+                "status": "in_progress",
+            },
+            api_url=self.api_url,
+            token=token,
+            token_file=self.auth.token_file(agent.id) if self.auth else None,
+            model=run.model,
+            max_turns=run.max_turns,
+            skills=agent.skills,
+            deadline=run.deadline,
+        )
+        try:
+            runtime = self.runtimes(agent)
+            result = await runtime.dispatch(job)
+        except AgentFailure as exc:
+            log.warning("run %s of %s failed: %s", run.id[:8], agent.id, exc.message)
+            await self.service.runs.fail(run.id, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("dispatching run %s of %s crashed", run.id[:8], agent.id)
+            await self.service.runs.fail(
+                run.id,
+                AgentFailure(
+                    f"fleetbot could not dispatch the run ({type(exc).__name__})",
+                    code="dispatch_crashed",
+                ),
+            )
+        else:
+            if result.finished:
+                await self.service.runs.complete(run.id, result)

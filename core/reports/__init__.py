@@ -1,0 +1,1 @@
+"""Read models behind /status, /costs and the digest."""

@@ -1,0 +1,1 @@
+"""The program: the `fleetbot` command, the offline demo and its terminal chat."""
