@@ -1,0 +1,390 @@
+"""The config file's sections as pydantic models: frozen, unknown keys refused, durations parsed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from core.auth.keyring import EDDSA_MISSING, eddsa_available
+from core.durations import USAGE as DURATION_USAGE
+from core.durations import parse_duration
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+DEFAULT_TELEGRAM_TOKEN_ENV = "FLEETBOT_TELEGRAM_TOKEN"
+
+# auth.<key> names that would hold signing keys outside the key ring.
+_SECOND_KEY_SOURCES = frozenset(
+    {
+        "secret",
+        "secrets",
+        "key",
+        "keys",
+        "jwt_secret",
+        "signing_key",
+        "signing_keys",
+        "hmac_secret",
+        "keyrings",
+        "keyring_paths",
+        "extra_keyrings",
+    }
+)
+
+
+class _Model(BaseModel):
+    """The base of every section: an unknown key (often a typo) is an error; values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Model):
+    """Where a secret lives: an env var or a file, never the config itself."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of `env: VAR_NAME` or `file: /path/to/secret`")
+        return self
+
+    def resolve(self, env: Mapping[str, str]) -> str | None:
+        if self.env is not None:
+            return env.get(self.env) or None
+        assert self.file is not None
+        try:
+            return self.file.read_text().strip() or None
+        except OSError:
+            return None
+
+    def describe(self) -> str:
+        return f"env var {self.env}" if self.env else f"file {self.file}"
+
+
+def _host_port(v: str) -> str:
+    host, sep, port = v.rpartition(":")
+    # isascii: "²" passes isdigit() but not int().
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError("write host:port, e.g. 127.0.0.1:8080")
+    return v
+
+
+class WebhookConfig(_Model):
+    url: str
+    listen: str = "0.0.0.0:8443"
+    secret_token_env: str = "FLEETBOT_WEBHOOK_SECRET"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        return _host_port(v)
+
+
+class TelegramConfig(_Model):
+    token_env: str = DEFAULT_TELEGRAM_TOKEN_ENV
+    token_file: Path | None = None
+    base_url: str = "https://api.telegram.org/bot"
+    owners: list[int] = Field(default_factory=list)
+    operators: list[int] = Field(default_factory=list)
+    viewers: list[int] = Field(default_factory=list)
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook: WebhookConfig | None = None
+    run_summaries: Literal["chat", "digest"] = "chat"
+    digest_at: str = "09:00"
+
+    def token_ref(self) -> SecretRef:
+        if self.token_file is not None:
+            return SecretRef(file=self.token_file)
+        return SecretRef(env=self.token_env)
+
+    @field_validator("digest_at")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError("write a time of day as HH:MM, e.g. 09:00")
+        return v
+
+
+class StorageConfig(_Model):
+    path: Path = Path("fleetbot.db")
+
+
+class ApiConfig(_Model):
+    listen: str = "127.0.0.1:8080"
+    public_url: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        return _host_port(v)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def url(self) -> str:
+        return self.public_url or f"http://{self.listen}"
+
+
+class AuthConfig(_Model):
+    keyring: Path = Path("secrets/keyring.json")
+    token_dir: Path = Path("secrets/tokens")
+    token_ttl: Seconds = 30 * 86400
+    run_token_ttl: Seconds = 0  # 0: the run's own timeout plus a minute
+    rotation_grace: Seconds = 3600
+    algorithm: Literal["HS256", "EdDSA"] = "HS256"
+    issuer: str = Field(default="fleetbot", min_length=1)
+    audience: str = Field(default="fleetbot-api", min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, data: Any) -> Any:
+        # Keys next to auth.keyring would be a second source of signing keys: the mistake
+        # behind the field notes' fleet-wide outages. Name both places, not "unknown key".
+        if isinstance(data, Mapping):
+            keyring = data.get("keyring", "secrets/keyring.json")
+            if isinstance(keyring, list):
+                raise ValueError(
+                    "auth.keyring names one key ring file, not a list: two key rings are two "
+                    "sources of signing keys. Keep one and move the others away."
+                )
+            for key in data:
+                if str(key).lower() in _SECOND_KEY_SOURCES:
+                    raise ValueError(
+                        f"two sources of signing keys: the key ring {keyring} (auth.keyring) "
+                        f"and auth.{key} in the config. Signing keys live only in the key ring: "
+                        f"remove auth.{key} (make new keys with `fleetbot tokens rotate`)."
+                    )
+        return data
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm_usable(cls, v: str) -> str:
+        if v == "EdDSA" and not eddsa_available():
+            raise ValueError(EDDSA_MISSING)
+        return v
+
+    @field_validator("token_ttl")
+    @classmethod
+    def _ttl_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be more than zero: {DURATION_USAGE}")
+        return v
+
+
+class Defaults(_Model):
+    heartbeat: Seconds = 4 * 3600
+    model: str = "glm-5.2-cloud"
+    max_turns_per_run: int = Field(default=50, ge=1, le=10_000)
+    run_timeout: Seconds = 30 * 60
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_backoff: Seconds = 60
+    wake_on_assign: bool = True
+    # Allowlist per role; "*" applies to roles not listed.
+    skills: dict[str, list[str]] = Field(
+        default_factory=lambda: {"*": ["issues.create", "summaries.post"]}
+    )
+
+    @field_validator("heartbeat", "run_timeout")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be more than zero: {DURATION_USAGE}")
+        return v
+
+
+class MonitorsConfig(_Model):
+    interval: Seconds = 60
+    stuck_after: Seconds = 30 * 60
+    silent_after: Seconds = 2 * 3600
+    queue_empty_heartbeats: int = Field(default=3, ge=1)
+    budget_warn: float = Field(default=0.8, gt=0, le=1)
+    recovery_loop_dispatches: int = Field(default=10, ge=2)
+    recovery_loop_window: Seconds = 3600
+
+
+class QuietHours(_Model):
+    start: str
+    end: str
+    timezone: str = "UTC"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError("write a time of day as HH:MM, e.g. 22:00")
+        return v
+
+
+class AlertsConfig(_Model):
+    group_wait: Seconds = 30
+    repeat_interval: Seconds = 4 * 3600
+    quiet_hours: QuietHours | None = None
+    auto_reset_after: Seconds | None = None
+    auto_reset_max: Seconds = 6 * 3600
+
+
+class HttpRuntime(_Model):
+    kind: Literal["http"]
+    url: str
+    timeout: Seconds = 30
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: dict[str, SecretRef] = Field(default_factory=dict)
+
+
+class OpenClawRuntime(_Model):
+    kind: Literal["openclaw"]
+    url: str
+    token_env: str | None = None
+    token_file: Path | None = None
+    agent_id: str | None = None  # the OpenClaw agentId; defaults to the fleetbot agent id
+    timeout: Seconds = 30
+
+    @model_validator(mode="after")
+    def _one_token(self) -> OpenClawRuntime:
+        if (self.token_env is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token_env (an env var name) or token_file")
+        return self
+
+    def token_ref(self) -> SecretRef:
+        if self.token_file is not None:
+            return SecretRef(file=self.token_file)
+        return SecretRef(env=self.token_env)
+
+
+class ProcessRuntime(_Model):
+    kind: Literal["process"]
+    command: list[str] = Field(min_length=1)
+    cwd: Path | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    kill_grace: Seconds = 5
+
+
+class SimulatedRuntime(_Model):
+    kind: Literal["simulated"]
+    latency: Seconds = 0.05
+    failure_rate: float = Field(default=0.0, ge=0, le=1)
+    unauthorized_rate: float = Field(default=0.0, ge=0, le=1)
+    hang_rate: float = Field(default=0.0, ge=0, le=1)
+    blocked_rate: float = Field(default=0.0, ge=0, le=1)  # finishes saying it is blocked
+    turns: int = Field(default=3, ge=0)
+    cost_per_turn: float = Field(default=0.002, ge=0)
+    seed: int | None = None
+
+
+RuntimeConfig = Annotated[
+    HttpRuntime | OpenClawRuntime | ProcessRuntime | SimulatedRuntime,
+    Field(discriminator="kind"),
+]
+
+_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class AgentConfig(_Model):
+    id: str = Field(pattern=_ID)
+    name: str | None = None
+    role: str = Field(min_length=1, max_length=64)
+    reports_to: str | None = None
+    runtime: RuntimeConfig = Field(default_factory=lambda: SimulatedRuntime(kind="simulated"))
+    heartbeat: Seconds | None = None
+    model: str | None = None
+    max_turns_per_run: int | None = Field(default=None, ge=1, le=10_000)
+    run_timeout: Seconds | None = None
+    skills: list[str] | None = None
+    monthly_budget: float | None = Field(default=None, ge=0)
+
+    @field_validator("role")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.strip().lower()
+
+
+class CompanyTopics(_Model):
+    alerts: int | None = None
+    summaries: int | None = None
+
+
+class BudgetConfig(_Model):
+    monthly_usd: float = Field(ge=0)
+
+
+class CompanyConfig(_Model):
+    id: str = Field(pattern=_ID)
+    name: str
+    prefix: str = Field(pattern=r"^[A-Z][A-Z0-9]{0,7}$")
+    chat: int | str | None = None
+    topics: CompanyTopics | None = None
+    budget: BudgetConfig | None = None
+    agents: list[AgentConfig] = Field(default_factory=list)
+
+
+class Config(_Model):
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    defaults: Defaults = Field(default_factory=Defaults)
+    monitors: MonitorsConfig = Field(default_factory=MonitorsConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    companies: list[CompanyConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        # Messages start with the key path (see parse_config): pydantic gives a model
+        # validator's errors no location of their own.
+        seen_agents: set[str] = set()
+        seen_companies: set[str] = set()
+        prefixes: set[str] = set()
+        for i, c in enumerate(self.companies):
+            at = f"companies[{i}] (id: {c.id})"
+            if c.id in seen_companies:
+                raise ValueError(f"{at}.id: company id {c.id!r} is used twice; ids must be unique")
+            if c.prefix in prefixes:
+                raise ValueError(f"{at}.prefix: {c.prefix!r} is another company's prefix; pick one")
+            seen_companies.add(c.id)
+            prefixes.add(c.prefix)
+            for j, a in enumerate(c.agents):
+                if a.id in seen_agents:
+                    raise ValueError(
+                        f"{at}.agents[{j}].id: agent id {a.id!r} is used twice; agent ids must "
+                        "be unique"
+                    )
+                seen_agents.add(a.id)
+        for i, c in enumerate(self.companies):
+            ids = {a.id for a in c.agents}
+            for j, a in enumerate(c.agents):
+                if a.reports_to is not None and a.reports_to not in ids:
+                    raise ValueError(
+                        f"companies[{i}] (id: {c.id}).agents[{j}] (id: {a.id}).reports_to: "
+                        f"{a.reports_to!r} is not an agent of company {c.id!r}; use one of: "
+                        f"{', '.join(sorted(ids)) or '(none)'}"
+                    )
+        return self
+
+    def skills_for(self, agent: AgentConfig) -> list[str]:
+        if agent.skills is not None:
+            return list(agent.skills)
+        by_role = self.defaults.skills
+        return list(by_role.get(agent.role, by_role.get("*", [])))
+
+    def company_of(self, agent_id: str) -> CompanyConfig | None:
+        for c in self.companies:
+            if any(a.id == agent_id for a in c.agents):
+                return c
+        return None
+
+    def agent(self, agent_id: str) -> AgentConfig | None:
+        for c in self.companies:
+            for a in c.agents:
+                if a.id == agent_id:
+                    return a
+        return None
