@@ -1,9 +1,8 @@
-"""Who may do what: roles by Telegram user id, the command catalog, and the guard every command
-and button goes through.
+"""The guard every command goes through: look up the role, refuse or run, answer errors, audit.
 
-Owners can do everything; operators everything but rotating tokens and changing roles; viewers
-only look. Anyone else is refused with their user id in the answer, so the owner can add them.
-Every attempt, allowed or not, lands in the audit log as `tg:<user id>`.
+Anyone not on the desk is refused with their user id in the answer, so the owner can add them.
+Every attempt, allowed or not, lands in the audit log as `tg:<user id>`. The roles and the
+command catalog themselves are in bot.roles.
 """
 
 from __future__ import annotations
@@ -11,130 +10,17 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from telegram import Update
 
 from bot.args import UsageError, command_rest
 from bot.desk import Call, Context, desk_of
-from bot.render import esc
-from core.config import TelegramConfig
+from bot.roles import BY_NAME, Command, Role
+from bot.views.html import esc
 from core.errors import FleetbotError
 
 log = logging.getLogger(__name__)
-
-
-class Role(IntEnum):
-    STRANGER = 0  # not in the config: refused, shown their id
-    VIEWER = 1  # read-only
-    OPERATOR = 2  # everything but /rotate and /role
-    OWNER = 3  # everything
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    name: str
-    usage: str
-    about: str  # the command menu's description
-    need: Role
-
-
-COMMANDS: tuple[Command, ...] = (
-    Command("start", "/start", "Open the desk", Role.VIEWER),
-    Command("help", "/help", "What you can do here", Role.VIEWER),
-    Command("whoami", "/whoami", "Your Telegram user id and role", Role.STRANGER),
-    Command("status", "/status", "The board: agents, work, alerts, spend", Role.VIEWER),
-    Command("agents", "/agents [company]", "List agents and their status", Role.VIEWER),
-    Command("agent", "/agent ID", "One agent's card, with buttons", Role.VIEWER),
-    Command(
-        "issues",
-        "/issues [ISSUE-ID | status… company @agent]",
-        "List issues (open by default) or show one",
-        Role.VIEWER,
-    ),
-    Command(
-        "issue",
-        "/issue ASSIGNEE TITLE [| body]",
-        "File an issue (no arguments: step by step)",
-        Role.OPERATOR,
-    ),
-    Command("assign", "/assign ISSUE ASSIGNEE", "Give an issue to another agent", Role.OPERATOR),
-    Command("role", "/role AGENT ROLE", "Change an agent's role", Role.OWNER),
-    Command("reset", "/reset AGENT|all", "Back to idle and woken", Role.OPERATOR),
-    Command("pause", "/pause AGENT [reason]", "Stop an agent's heartbeats", Role.OPERATOR),
-    Command("resume", "/resume AGENT", "Restart a paused agent's heartbeats", Role.OPERATOR),
-    Command("wake", "/wake AGENT", "Run an agent's heartbeat now", Role.OPERATOR),
-    Command("rotate", "/rotate AGENT|all", "New tokens (one agent, or every key)", Role.OWNER),
-    Command("authcheck", "/authcheck", "Verify every agent's token now", Role.OPERATOR),
-    Command(
-        "mute", "/mute TARGET DURATION [reason]", "Silence an alert for a while", Role.OPERATOR
-    ),
-    Command("unmute", "/unmute ID", "End a mute", Role.OPERATOR),
-    Command("alerts", "/alerts", "Alerts firing now", Role.VIEWER),
-    Command("costs", "/costs [company]", "LLM calls and spend this month", Role.VIEWER),
-    Command("digest", "/digest", "The daily digest, now", Role.VIEWER),
-)
-BY_NAME = {c.name: c for c in COMMANDS}
-
-# Role needed per button: (kind, verb) or (kind, verb, arg) for alert fixes.
-_BUTTON_NEEDS: dict[tuple[str, ...], Role] = {
-    ("g", "show"): Role.VIEWER,
-    ("g", "runs"): Role.VIEWER,
-    ("g", "reset"): Role.OPERATOR,
-    ("g", "pause"): Role.OPERATOR,
-    ("g", "resume"): Role.OPERATOR,
-    ("g", "wake"): Role.OPERATOR,
-    ("g", "rotate"): Role.OWNER,
-    ("i", "show"): Role.VIEWER,
-    ("i", "assign"): Role.OPERATOR,
-    ("i", "to"): Role.OPERATOR,
-    ("i", "cancel"): Role.OPERATOR,
-    ("i", "retry"): Role.OPERATOR,
-    ("a", "show"): Role.VIEWER,
-    ("a", "ack"): Role.OPERATOR,
-    ("a", "mute"): Role.OPERATOR,
-    ("a", "fix", "rotate"): Role.OWNER,
-    ("a", "fix"): Role.OPERATOR,
-    ("c", "reset_all"): Role.OPERATOR,
-    ("c", "rotate_all"): Role.OWNER,
-    ("f",): Role.OPERATOR,
-}
-
-
-def button_need(kind: str, verb: str, arg: str = "", ident: str = "") -> Role:
-    """The role a button press needs; unknown buttons need the owner (fail closed)."""
-    for key in ((kind, verb, arg), (kind, verb), (kind, ident), (kind,)):
-        if key in _BUTTON_NEEDS:
-            return _BUTTON_NEEDS[key]
-    return Role.OWNER
-
-
-class Access:
-    """Roles by Telegram user id, from telegram.owners / operators / viewers."""
-
-    def __init__(self, config: TelegramConfig) -> None:
-        self._roles: dict[int, Role] = {}
-        # Listed under several roles: the highest wins.
-        for role, ids in (
-            (Role.VIEWER, config.viewers),
-            (Role.OPERATOR, config.operators),
-            (Role.OWNER, config.owners),
-        ):
-            for uid in ids:
-                self._roles[uid] = role
-
-    def role(self, user_id: int | None) -> Role:
-        return Role.STRANGER if user_id is None else self._roles.get(user_id, Role.STRANGER)
-
-    @property
-    def owners(self) -> list[int]:
-        return [uid for uid, r in self._roles.items() if r is Role.OWNER]
 
 
 def refusal(user_id: int, role: Role, what: str, need: Role) -> str:

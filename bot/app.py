@@ -29,38 +29,40 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot import commands, commands_admin, commands_alerts, digest
-from bot.access import COMMANDS, Access, Role, refusal
-from bot.callbacks import on_button
+from bot.access import refusal
 from bot.desk import DESK_KEY, Desk, desk_of
-from bot.guided import build_form_handler
+from bot.handlers import agents, alerts, auth, issues, overview
+from bot.handlers.buttons import on_button
+from bot.handlers.guided import build_form_handler
 from bot.logs import scrub
+from bot.roles import COMMANDS, Access, Role
 from core.fleet import Fleet
 
 log = logging.getLogger(__name__)
 App = Application[Any, Any, Any, Any, Any, Any]
 
+# /issue is not here: the guided form's ConversationHandler takes it (bot.handlers.guided).
 HANDLERS = {
-    "start": commands.start,
-    "help": commands.help_,
-    "whoami": commands.whoami,
-    "status": commands.status,
-    "agents": commands.agents,
-    "agent": commands.agent,
-    "issues": commands.issues,
-    "assign": commands_admin.assign,
-    "role": commands_admin.role,
-    "reset": commands_admin.reset,
-    "pause": commands_admin.pause,
-    "resume": commands_admin.resume,
-    "wake": commands_admin.wake,
-    "rotate": commands_admin.rotate,
-    "authcheck": commands_admin.authcheck,
-    "mute": commands_alerts.mute,
-    "unmute": commands_alerts.unmute,
-    "alerts": commands_alerts.alerts,
-    "costs": commands.costs,
-    "digest": commands.digest,
+    "start": overview.start,
+    "help": overview.help_,
+    "whoami": overview.whoami,
+    "status": overview.status,
+    "agents": agents.agents,
+    "agent": agents.agent,
+    "issues": issues.issues,
+    "assign": issues.assign,
+    "role": agents.role,
+    "reset": agents.reset,
+    "pause": agents.pause,
+    "resume": agents.resume,
+    "wake": agents.wake,
+    "rotate": auth.rotate,
+    "authcheck": auth.authcheck,
+    "mute": alerts.mute,
+    "unmute": alerts.unmute,
+    "alerts": alerts.alerts,
+    "costs": overview.costs,
+    "digest": overview.digest,
 }
 
 
@@ -100,7 +102,7 @@ def build_application(
     application.add_handler(MessageHandler(filters.COMMAND, unknown_command))
     application.add_error_handler(on_error)
     if daily_digest:
-        digest.schedule_digest(application)
+        overview.schedule_digest(application)
     return application
 
 

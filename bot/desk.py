@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
@@ -17,15 +17,13 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from bot.logs import scrub
-from bot.render import split_html
+from bot.roles import Access, Role
+from bot.views.html import split_html
 from core.alerting.book import AlertBook
 from core.clock import Clock
 from core.config import Config
+from core.fleet import Fleet
 from core.service import FleetService
-
-if TYPE_CHECKING:
-    from bot.access import Access, Role
-    from core.fleet import Fleet
 
 log = logging.getLogger(__name__)
 DESK_KEY = "fleetbot.desk"

@@ -42,7 +42,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 from telegram import Bot, InlineKeyboardMarkup
@@ -57,14 +57,13 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.alert_view import alert_keyboard, esc, render_alert, render_summary
+from bot.views.alerts import alert_keyboard, render_alert, render_summary
+from bot.views.html import esc
 from core.alerting.book import AlertBook
 from core.alerting.outbox import Outbox, OutboxRow
 from core.clock import Clock
 from core.errors import AlertNotFound
-
-if TYPE_CHECKING:
-    from core.fleet import Fleet
+from core.fleet import Fleet
 
 log = logging.getLogger(__name__)
 

@@ -2,15 +2,16 @@
 
 `async with BotRunner(fleet, env):` reads the bot token, builds the Application, publishes the
 command menu, starts long polling (or the webhook), starts the alert notifier, and on the way
-out stops all of it in reverse order, also when starting failed half-way or the body raised.
+out stops all of it in reverse order, also when starting failed half-way or the body raised:
+each step it starts pushes its stop onto one AsyncExitStack.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from telegram.request import BaseRequest
 
 from bot.app import App, build_application, register_commands
 from bot.logs import scrub
+from bot.notifier import start_notifier
 from core.errors import ConfigError
 from core.fleet import Fleet
 
@@ -52,7 +54,7 @@ class BotRunner:
         self._get_updates_request = get_updates_request
         self._app_options = app_options
         self.application: App | None = None
-        self._undo: list[Callable[[], Awaitable[object]]] = []
+        self._stack = AsyncExitStack()
 
     def _token(self) -> str:
         tg = self.fleet.config.telegram
@@ -97,7 +99,7 @@ class BotRunner:
                 f"cannot reach the Bot API at {tg.base_url} ({exc.message}); check "
                 "telegram.base_url and the network."
             ) from None
-        self._undo.append(app.shutdown)
+        self._on_exit(app.shutdown)
         await register_commands(app)
         updater = app.updater
         assert updater is not None
@@ -105,10 +107,10 @@ class BotRunner:
             await self._start_webhook(app)
         else:
             await updater.start_polling(drop_pending_updates=False, error_callback=_polling_failed)
-        self._undo.append(updater.stop)
+        self._on_exit(updater.stop)
         await app.start()
-        self._undo.append(app.stop)
-        await self._start_notifier(app)
+        self._on_exit(app.stop)
+        self._on_exit(await start_notifier(app, self.fleet))
         log.info("bot @%s running (%s)", app.bot.username, tg.mode)
 
     async def _start_webhook(self, app: App) -> None:
@@ -138,28 +140,22 @@ class BotRunner:
             drop_pending_updates=False,
         )
 
-    async def _start_notifier(self, app: App) -> None:
-        """Start the alert notifier (bot.notifier) if this build has one."""
-        try:
-            notifier = importlib.import_module("bot.notifier")
-        except ImportError:
-            log.warning("bot.notifier is missing: alerts are recorded but not delivered")
-            return
-        start = getattr(notifier, "start_notifier", None)
-        if start is None:
-            return
-        stop = await start(app, self.fleet)
-        if stop is not None:
-            self._undo.append(stop)
+    def _on_exit(self, stop: Callable[[], Awaitable[object]]) -> None:
+        """Push `stop` onto the exit stack. A stop that fails is logged and does not keep the
+        ones started before it from running, nor does it fail the shutdown."""
+
+        async def undo() -> None:
+            try:
+                await stop()
+            except Exception:
+                log.exception("stopping the bot: %s failed", getattr(stop, "__name__", stop))
+
+        self._stack.push_async_callback(undo)
 
     async def aclose(self) -> None:
-        """Stop in reverse order of starting; every step runs even if one before it failed."""
-        while self._undo:
-            undo = self._undo.pop()
-            try:
-                await undo()
-            except Exception:
-                log.exception("stopping the bot: %s failed", getattr(undo, "__name__", undo))
+        """Stop in reverse order of starting; every step runs even if one before it failed.
+        Idempotent: the stack is empty after the first call."""
+        await self._stack.aclose()
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

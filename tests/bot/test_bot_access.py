@@ -19,7 +19,7 @@ from bot_helpers import (
 )
 from conftest import force_status
 
-from bot.access import COMMANDS, Access, Role, button_need
+from bot.roles import COMMANDS, Access, Role, button_need
 from core.config import TelegramConfig
 from core.models import AgentStatus
 

@@ -17,8 +17,8 @@ import pytest
 from telegram import Bot
 from telegram.error import RetryAfter
 
-from bot.keyboards import Kind, decode
 from bot.notifier import Notifier, retry_after_seconds, start_notifier
+from bot.views.keyboards import Kind, decode
 from core.alerting.book import AlertBook, AlertKind, Finding
 from core.alerting.outbox import Outbox
 from core.clock import ManualClock

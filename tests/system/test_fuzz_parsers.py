@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import keyboards
-from bot.access import Role, button_need
-from bot.callbacks import _issued_at as issued_at
+from bot.handlers.confirm import _issued_at as issued_at
+from bot.roles import Role, button_need
+from bot.views import keyboards
 from core.alerting.book import _alert_id as alert_id
 from core.config import MAX_YAML_DEPTH, MAX_YAML_VALUES, Config, load_config
 from core.durations import USAGE, parse_duration

@@ -1,17 +1,19 @@
-"""HTML for every answer the bot gives: the board, agents, issues, costs, the digest.
+"""HTML for every answer the bot gives: the board, agents, issues, tokens, costs, the digest,
+the /alerts list.
 
 Pure functions of core records and a `now`. Everything that came from outside (names, titles,
-reasons, summaries) goes through `esc`; `split_html` cuts long answers into messages under
-Telegram's limit without breaking a tag or an entity.
+reasons, summaries) goes through `esc`. Escaping, clipping and splitting are bot.views.html's;
+they are re-exported here, so a handler builds its answer with `render` alone.
 """
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
+from bot.views.html import clip as clip
+from bot.views.html import clip_block as clip_block
+from bot.views.html import esc as esc
+from bot.views.html import split_html as split_html
 from core.alerting.book import Alert
 from core.alerting.mutes import Mute
 from core.auth.rotation import AgentCheck, AuthReport
@@ -22,7 +24,6 @@ from core.reports.activity import CompanyActivity
 from core.reports.board import CompanyBoard
 from core.reports.costs import MonthCosts, Usage
 
-MAX_TEXT = 4096
 MAX_LISTED = 300  # list lines per answer before the rest is only counted
 
 AGENT_ICON = {
@@ -58,16 +59,6 @@ _STATUS_ORDER = (
 )
 
 
-def esc(text: object) -> str:
-    return html.escape(str(text), quote=False)
-
-
-def clip(text: str, limit: int) -> str:
-    """At most `limit` characters, on one line, with an ellipsis if cut."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
 def ago(ts: float | None, now: float) -> str:
     if ts is None:
         return "never"
@@ -98,9 +89,6 @@ def stamp(now: float) -> str:
     return utc(now).strftime("%Y-%m-%d %H:%M UTC")
 
 
-# -- the board ------------------------------------------------------------------------------
-
-
 def status_board(boards: Sequence[CompanyBoard], firing: dict[str, int], now: float) -> str:
     """/status: one short block per company, sized for one phone screen."""
     lines = [f"<b>Fleet status</b> · {stamp(now)}"]
@@ -125,9 +113,6 @@ def status_board(boards: Sequence[CompanyBoard], firing: dict[str, int], now: fl
             f"{b.saved_calls} saved by skipped heartbeats"
         )
     return "\n".join(lines)
-
-
-# -- agents ----------------------------------------------------------------------------------
 
 
 def agent_line(a: Agent) -> str:
@@ -209,9 +194,6 @@ def runs_list(agent: Agent, runs: Sequence[Run], now: float) -> str:
     return "\n".join(lines)
 
 
-# -- issues ----------------------------------------------------------------------------------
-
-
 def issue_line(issue: Issue) -> str:
     who = f" → {esc(issue.assignee_id)}" if issue.assignee_id else ""
     return (
@@ -253,15 +235,6 @@ def issue_card(issue: Issue, comments: Sequence[Comment], now: float) -> str:
     return "\n".join(lines)
 
 
-def clip_block(text: str, limit: int) -> str:
-    """Like `clip`, but keeps line breaks (for bodies shown as a quote)."""
-    text = text.strip()
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-# -- auth ----------------------------------------------------------------------------------
-
-
 def auth_report(report: AuthReport, title: str = "Token check") -> str:
     icon = "✅" if report.ok else "🔑"
     lines = [
@@ -281,9 +254,6 @@ def check_line(c: AgentCheck) -> str:
         f"🔑 <code>{esc(c.agent_id)}</code>: <code>{esc(c.code)}</code> — "
         f"{esc(clip(c.message, 160))}. Fix: {esc(c.fix)}"
     )
-
-
-# -- costs and digest ----------------------------------------------------------------------
 
 
 def costs(
@@ -358,99 +328,6 @@ def company_digest(act: CompanyActivity, now: float) -> list[str]:
         lines.append(f"📝 {esc(s.agent_id)}{ref}: {esc(clip(s.body, 200))}")
     return lines
 
-
-# -- splitting -------------------------------------------------------------------------------
-
-_ATOM = re.compile(r"<[^>]*>|&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z]+);|[\s\S]")
-_TAG_NAME = re.compile(r"</?\s*([A-Za-z][A-Za-z0-9-]*)")
-
-
-@dataclass(frozen=True, slots=True)
-class _Atom:
-    raw: str
-    size: int  # UTF-16 code units of visible text (0 for a tag)
-    tag: str = ""  # tag name, for tags
-    closing: bool = False
-
-
-def _atoms(text: str) -> list[_Atom]:
-    out = []
-    for m in _ATOM.finditer(text):
-        raw = m.group()
-        if raw.startswith("<") and len(raw) > 1:
-            name = _TAG_NAME.match(raw)
-            out.append(_Atom(raw, 0, name.group(1).lower() if name else "", raw[1:2] == "/"))
-        elif raw.startswith("&") and len(raw) > 1:
-            out.append(_Atom(raw, 1))
-        else:
-            out.append(_Atom(raw, 2 if ord(raw) > 0xFFFF else 1))
-    return out
-
-
-def split_html(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Cut Telegram HTML into messages of at most `limit` visible UTF-16 units each.
-
-    Cuts at a line break if there is one in the chunk, else at a space, else anywhere between
-    two characters; never inside a tag or an entity. Tags open at a cut are closed at the end
-    of the chunk and reopened at the start of the next, so each part is valid on its own.
-    Chunks with nothing visible are dropped.
-    """
-    if limit < 2:
-        raise ValueError("limit must be at least 2")
-    atoms = _atoms(text)
-    chunks: list[str] = []
-    stack: list[_Atom] = []  # open tags at the start of the current chunk
-    start = 0
-    while start < len(atoms):
-        cut, end_stack = _next_cut(atoms, start, stack, limit)
-        body = "".join(a.raw for a in stack) + "".join(a.raw for a in atoms[start:cut])
-        body += "".join(f"</{a.tag}>" for a in reversed(end_stack))
-        if any(a.size and not a.raw.isspace() for a in atoms[start:cut]):
-            chunks.append(body)
-        stack = end_stack
-        start = cut
-        # The line break we cut at would only be trimmed away by Telegram.
-        while start < len(atoms) and atoms[start].raw == "\n":
-            start += 1
-    return chunks
-
-
-def _next_cut(
-    atoms: list[_Atom], start: int, stack: list[_Atom], limit: int
-) -> tuple[int, list[_Atom]]:
-    """Where the chunk starting at `start` ends, and the tags open there."""
-    open_tags = list(stack)
-    size = 0
-    # (index, open tags) of the last places to cut: after a line, after a space.
-    best_line: tuple[int, list[_Atom]] | None = None
-    best_space: tuple[int, list[_Atom]] | None = None
-    i = start
-    while i < len(atoms):
-        atom = atoms[i]
-        if atom.size:
-            if size + atom.size > limit:
-                chosen = best_line or best_space
-                if chosen is not None and chosen[0] > start:
-                    return chosen
-                return i if i > start else i + 1, open_tags
-            size += atom.size
-            if atom.raw == "\n":
-                best_line = (i, list(open_tags))
-            elif atom.raw.isspace():
-                best_space = (i + 1, list(open_tags))
-        elif atom.tag:
-            if atom.closing:
-                for j in range(len(open_tags) - 1, -1, -1):
-                    if open_tags[j].tag == atom.tag:
-                        del open_tags[j:]
-                        break
-            elif not atom.raw.endswith("/>"):
-                open_tags.append(atom)
-        i += 1
-    return len(atoms), open_tags
-
-
-# -- alerts ----------------------------------------------------------------------------------
 
 MAX_ALERTS = 30
 ALERT_ICON = {"firing": "🚨", "acknowledged": "👍", "muted": "🔕", "resolved": "✅"}

@@ -22,7 +22,7 @@ from bot_helpers import (
 from conftest import force_status
 from telegram.ext import AIORateLimiter
 
-from bot.access import COMMANDS
+from bot.roles import COMMANDS
 from bot.runner import BotRunner
 from core.alerting.book import AlertKind, Finding
 from core.auth.keyring import KeyRing
@@ -255,7 +255,7 @@ async def test_costs_and_digest(desk: Desk) -> None:
 
 
 async def test_daily_digest_goes_to_owners_and_team_chats(tmp_path: Path) -> None:
-    from bot.digest import JOB_NAME, deliver_digest
+    from bot.handlers.overview import JOB_NAME, deliver_digest
 
     async with running_desk(tmp_path, daily_digest=True) as desk:
         app = desk.runner.application

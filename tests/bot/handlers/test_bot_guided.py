@@ -18,8 +18,8 @@ from bot_helpers import (
     running_desk,
 )
 
-from bot.access import Role
-from bot.alert_view import alert_keyboard, render_alert
+from bot.roles import Role
+from bot.views.alerts import alert_keyboard, render_alert
 from core.alerting.book import AlertKind, Finding
 
 

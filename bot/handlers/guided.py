@@ -5,17 +5,16 @@ A ConversationHandler per user and chat. Buttons edit the form message in place;
 button (and /cancel works), every step re-checks the person's role, and a form left alone for
 `Desk.form_timeout` seconds ends with its message edited into a goodbye, so no live buttons are
 left behind. An alert's "File issue" button opens the form with its company already chosen.
+The form's state and the question each step asks are in bot.handlers.form.
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -29,171 +28,36 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from bot import args, cards, render
-from bot.access import Role, guarded
-from bot.commands_admin import file_issue
+from bot import args
+from bot.access import guarded
 from bot.desk import Call, Context, Desk, desk_of, edit_html
-from bot.keyboards import Kind, Press, StaleButton, button, decode
+from bot.handlers.form import (
+    _FORMS,
+    ASSIGNEE,
+    BODY,
+    COMPANY,
+    CONFIRM,
+    TITLE,
+    Form,
+    _Closed,
+    _form,
+    _forms,
+    ask_assignee,
+    ask_body,
+    ask_company,
+    ask_confirm,
+    ask_title,
+)
+from bot.handlers.issues import file_issue
+from bot.roles import Role
+from bot.views import cards, render
+from bot.views.keyboards import Press, StaleButton, decode
 from core.durations import format_duration
 from core.errors import AmbiguousAssignee, FleetbotError, InvalidInput
 from core.models import Agent
 
-COMPANY, ASSIGNEE, TITLE, BODY, CONFIRM = range(5)
-STEPS = 5
-_FORMS = "fleetbot.forms"  # user_data key: chat id -> Form
-_NONE = "-"  # the id slot of form buttons that carry no value
 FORM_PATTERN = r"^v1:f:"
 ALERT_FILE_PATTERN = r"^v1:a:[^:]+:fix:file$"
-
-
-@dataclass
-class Form:
-    chat_id: int
-    company: str | None = None
-    company_name: str = ""
-    assignee: str | None = None  # an agent id
-    assignee_label: str = ""
-    title: str = ""
-    body: str = ""
-    message_id: int | None = None  # the form's latest message (edited on timeout)
-    skip_company: bool = False  # only one company, or chosen by the chat: no way back to it
-    state: int = COMPANY
-    picking: bool = False  # step 2 shows the agents of one role rather than the roles
-
-
-class _Closed(StaleButton):
-    """The form this update belongs to is gone (filed, cancelled, timed out, restarted)."""
-
-
-def _forms(call: Call) -> dict[int, Form]:
-    store = call.context.user_data
-    if store is None:  # updates without a user never reach the form
-        raise _Closed("This form is closed.")
-    forms: dict[int, Form] = store.setdefault(_FORMS, {})
-    return forms
-
-
-def _form(call: Call) -> Form:
-    form = _forms(call).get(call.chat_id or 0)
-    if form is None:
-        raise _Closed("This form is closed. Send /issue to start a new one.")
-    return form
-
-
-def _nav(back: bool = True) -> list[InlineKeyboardButton]:
-    row = [button("✖️ Cancel", Kind.FORM, _NONE, "cancel")]
-    if back:
-        row.insert(0, button("◀️ Back", Kind.FORM, _NONE, "back"))
-    return row
-
-
-def _head(form: Form, step: int) -> str:
-    where = f" for <b>{render.esc(form.company_name)}</b>" if form.company_name else ""
-    return f"📝 <b>New issue</b>{where} · step {step} of {STEPS}\n"
-
-
-async def _show(call: Call, form: Form, text: str, rows: list[list[InlineKeyboardButton]]) -> None:
-    """A button on the form edits it in place; anything else (a typed answer, the alert's
-    "File issue") gets a fresh form message below."""
-    keyboard = InlineKeyboardMarkup(rows)
-    query = call.update.callback_query
-    if (
-        query is not None
-        and query.message is not None
-        and query.message.message_id == form.message_id
-    ):
-        await edit_html(call.update, text, keyboard)
-    else:
-        previous = form.message_id
-        sent = await call.reply(text, keyboard)
-        if sent is not None:
-            form.message_id = sent.message_id
-        if previous is not None:
-            # One live form message at a time: the step before loses its buttons.
-            with contextlib.suppress(TelegramError):
-                await call.context.bot.edit_message_reply_markup(
-                    form.chat_id, previous, reply_markup=None
-                )
-
-
-def _write(call: Call, what: str) -> str:
-    """How to answer in words. A bot in a group sees only replies to its own messages (privacy
-    mode, Telegram's default), so there the answer must be a reply to the form."""
-    chat = call.update.effective_chat
-    if chat is not None and chat.type != "private":
-        return f"reply to this message with {what}"
-    return f"type {what}"
-
-
-# -- the steps' questions --------------------------------------------------------------------
-
-
-async def ask_company(call: Call, form: Form) -> int:
-    form.state = COMPANY
-    companies = await call.service.companies()
-    rows = [[button(c.name, Kind.FORM, c.id, "company")] for c in companies]
-    rows.append(_nav(back=False))
-    await _show(call, form, _head(form, 1) + "Which company is it for?", rows)
-    return COMPANY
-
-
-async def ask_assignee(call: Call, form: Form, agents: list[Agent] | None = None) -> int:
-    form.state, form.picking = ASSIGNEE, agents is not None
-    if agents is None:
-        everyone = await call.service.agents(form.company)
-        by_role: dict[str, int] = {}
-        for a in everyone:
-            by_role[a.role] = by_role.get(a.role, 0) + 1
-        buttons = [
-            button(role.upper() + (f" ×{n}" if n > 1 else ""), Kind.FORM, role, "role")
-            for role, n in sorted(by_role.items())
-        ]
-        prompt = f"Who should do it? Tap a role, or {_write(call, 'an agent id')}."
-    else:
-        buttons = [button(f"{a.name} · {a.role}", Kind.FORM, a.id, "agent") for a in agents]
-        prompt = "Several agents have that role. Which one?"
-    rows = [buttons[k : k + 3] for k in range(0, len(buttons), 3)]
-    rows.append(_nav(back=not form.skip_company or agents is not None))
-    await _show(call, form, _head(form, 2) + prompt, rows)
-    return ASSIGNEE
-
-
-async def ask_title(call: Call, form: Form) -> int:
-    form.state = TITLE
-    text = (
-        _head(form, 3) + f"For <b>{render.esc(form.assignee_label)}</b>.\n"
-        f"{_write(call, 'the title').capitalize()} (one line, under 200 characters)."
-    )
-    await _show(call, form, text, [_nav()])
-    return TITLE
-
-
-async def ask_body(call: Call, form: Form) -> int:
-    form.state = BODY
-    text = (
-        _head(form, 4) + f"<b>{render.esc(form.title)}</b>\n"
-        f"{_write(call, 'the details the agent needs').capitalize()}, or tap Skip."
-    )
-    await _show(call, form, text, [[button("⏭ Skip", Kind.FORM, _NONE, "skip")], _nav()])
-    return BODY
-
-
-async def ask_confirm(call: Call, form: Form) -> int:
-    form.state = CONFIRM
-    body = (
-        f"\n<blockquote>{render.esc(render.clip_block(form.body, 1000))}</blockquote>"
-        if form.body
-        else ""
-    )
-    text = (
-        _head(form, 5) + f"To: <b>{render.esc(form.assignee_label)}</b>\n"
-        f"Title: <b>{render.esc(form.title)}</b>{body}\nFile it?"
-    )
-    await _show(call, form, text, [[button("✅ File it", Kind.FORM, _NONE, "file")], _nav()])
-    return CONFIRM
-
-
-# -- entry points ----------------------------------------------------------------------------
 
 
 @guarded("issue")

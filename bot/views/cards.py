@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardMarkup
 
-from bot import keyboards, render
-from bot.access import Role
 from bot.desk import Desk
+from bot.roles import Role
+from bot.views import keyboards, render
 from core.errors import CompanyNotFound
 from core.models import Agent, Company, Issue
 

@@ -1,23 +1,23 @@
 """An alert as a Telegram message: HTML text and its inline keyboard; summaries too.
 
 Pure functions of an `Alert`, the audience and `now`. Everything from outside (names, reasons,
-summaries) is escaped with html.escape. Buttons carry `v1:a:<alert id>:<verb>[:<arg>]`
-(≤ 64 bytes): `ack`, `mute:1h|4h|24h`, `fix:<reset|rotate|file|reassign|pause>`; the bot's
-callback handler (bot.alert_buttons) reads exactly this.
+summaries) is escaped with `esc`. Buttons carry `v1:a:<alert id>:<verb>[:<arg>]` (encoded by
+bot.views.keyboards): `ack`, `mute:1h|4h|24h`, `fix:<reset|rotate|file|reassign|pause>`; the
+alert handlers (bot.handlers.alerts) read exactly this.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.views.html import MAX_TEXT, esc
+from bot.views.keyboards import Kind, encode
 from core.alerting.book import Alert, AlertKind, AlertMember, AlertState, Fix, Severity
 from core.clock import utc
 
-MAX_TEXT = 4096
 _BODY_BUDGET = 3300  # characters for the member list; the rest is header, fix and footer
 MUTE_CHOICES = ("1h", "4h", "24h")
 FIX_LABELS = {
@@ -48,19 +48,12 @@ KIND_ICON = {
 }
 
 
-def esc(text: object) -> str:
-    return html.escape(str(text), quote=False)
-
-
 def _time(ts: float) -> str:
     return utc(ts).strftime("%H:%M UTC")
 
 
 def callback(alert_id: int, verb: str, arg: str = "") -> str:
-    data = f"v1:a:{alert_id}:{verb}" + (f":{arg}" if arg else "")
-    if len(data.encode()) > 64:  # cannot happen for integer ids and our verbs; guard anyway
-        raise ValueError(f"callback data {data!r} is over 64 bytes")
-    return data
+    return encode(Kind.ALERT, str(alert_id), verb, arg)
 
 
 def _members_html(members: Sequence[AlertMember]) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import render
+from bot.views import render
 from core.models import Agent, AgentStatus, Company, Issue, IssueStatus
 from offline_botapi.parse_mode import parse_html, utf16_len
 

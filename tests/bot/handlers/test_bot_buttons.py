@@ -22,9 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot import keyboards
-from bot.alert_view import alert_keyboard, render_alert
-from bot.keyboards import Kind
+from bot.views import keyboards
+from bot.views.alerts import alert_keyboard, render_alert
+from bot.views.keyboards import Kind
 from core.alerting.book import AlertKind, AlertState, Finding
 from core.auth.keyring import KeyRing
 from core.auth.tokens import TokenAuthority, write_token_file

@@ -24,7 +24,7 @@ _HASHED = "~"  # prefix of an id too long to fit, replaced by a digest of it
 class Kind(StrEnum):
     AGENT = "g"  # an agent card
     ISSUE = "i"  # an issue card
-    ALERT = "a"  # an alert message (rendered by bot.alert_view)
+    ALERT = "a"  # an alert message (rendered by bot.views.alerts)
     CONFIRM = "c"  # "are you sure?" for bulk actions
     FORM = "f"  # the guided /issue form
 

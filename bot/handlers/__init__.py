@@ -1,0 +1,1 @@
+"""Command and button handlers, one module per topic."""

@@ -1,0 +1,89 @@
+"""Every inline button of fleetbot's ends up here (the guided form's while it is open): decode
+the callback data, re-authorise, route by kind to its topic's handler, audit, answer.
+
+Callback data grants nothing: the person pressing is checked against their role now (a card in
+a group chat can be pressed by anyone there), and what it names is read fresh from the store by
+the handler. A press on something gone, changed or expired gets a polite answer instead of an
+action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.desk import Call, desk_of
+from bot.handlers.agents import on_agent
+from bot.handlers.alerts import on_alert
+from bot.handlers.confirm import on_confirm
+from bot.handlers.issues import on_issue
+from bot.roles import Role, button_need
+from bot.views import keyboards, render
+from bot.views.keyboards import Kind, Press
+from bot.views.keyboards import StaleButton as Stale
+from core.errors import FleetbotError
+
+ANSWER_LIMIT = 200  # Telegram's limit on a callback answer's text
+
+Action = Callable[[Call, Press], Awaitable[str]]
+
+
+def answer_text(text: str) -> str:
+    return render.clip(text, ANSWER_LIMIT)
+
+
+def refusal_text(user_id: int, role: Role, need: Role) -> str:
+    if role is Role.STRANGER:
+        return (
+            f"You are not on this fleet's desk. Your Telegram user id is {user_id}: ask an "
+            "owner to add it to the config."
+        )
+    return f"This button needs the {need.label} role; you are {role.label}."
+
+
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Every inline button of fleetbot's ends up here (the guided form's while it is open)."""
+    query, user = update.callback_query, update.effective_user
+    if query is None or user is None:
+        return
+    desk = desk_of(context)
+    role = desk.access.role(user.id)
+    call = Call(desk, update, context, user.id, role)
+    result, target, action = "ok", "", "button"
+    answer, alert = "", False
+    try:
+        press = keyboards.decode(query.data)
+        target, action = press.ref, f"button.{press.kind.value}.{press.verb}"
+        need = button_need(press.kind.value, press.verb, press.arg, press.ref)
+        if role < need:
+            result, answer, alert = "refused", refusal_text(user.id, role, need), True
+            return
+        handler = _HANDLERS.get(press.kind)
+        if handler is None:  # a form button after its form closed
+            raise Stale("This form is closed (filed, cancelled or timed out). Send /issue again.")
+        answer = await handler(call, press)
+    except Stale as exc:
+        result, answer, alert = "stale", exc.reason, True
+    except FleetbotError as exc:
+        result, answer, alert = f"error:{exc.code}", exc.message, True
+    except Exception:
+        result = "crashed"
+        raise
+    finally:
+        detail: dict[str, object] = {"chat": call.chat_id, "role": role.label, "data": query.data}
+        if call.notes:
+            detail["did"] = "; ".join(call.notes)
+        await desk.audit(user.id, action, target, result, detail)
+        # Answered last, so whoever sees the answer can rely on the audit row being there.
+        if result != "crashed":
+            await query.answer(answer_text(answer) if answer else None, show_alert=alert)
+
+
+_HANDLERS: dict[Kind, Action] = {
+    Kind.AGENT: on_agent,
+    Kind.ISSUE: on_issue,
+    Kind.CONFIRM: on_confirm,
+    Kind.ALERT: on_alert,
+}
