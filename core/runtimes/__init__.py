@@ -1,4 +1,7 @@
-"""Agent runtimes: one small module per kind behind `Runtime`, built by `build_runtime`."""
+"""Agent runtimes: one small module per kind behind `Runtime`, built by `build_runtime`.
+
+`base` holds `Runtime` and its lifecycle; `webhook` the POST the http and openclaw kinds share.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ over (http, openclaw: the agent reports back through the API) or sees it through
 (process, simulated). Every failure is raised as a core.errors.AgentFailure subclass whose
 message says precisely what went wrong; the scheduler turns it into a failed run and an agent
 in `error` with that reason.
+
+Whoever builds a runtime closes it: `async with` it, or call `aclose()`, which is idempotent and
+releases what the kind owns (its `_close()`: an HTTP client, live child processes).
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
+from core.errors import AgentFailure
 from core.models import RunOutcome
 
 
@@ -81,11 +86,40 @@ class RunReporter(Protocol):
 
 
 class Runtime(ABC):
+    """One kind of agent runtime; an async context manager that `aclose()`s on exit."""
+
     kind: str
+    _closed = False  # a class default, so kinds that own nothing need no __init__ of ours
 
     @abstractmethod
     async def dispatch(self, job: Dispatch) -> DispatchResult:
         """Wake the agent for `job`; raise AgentFailure with a precise reason on failure."""
 
-    async def aclose(self) -> None:  # noqa: B027  (most runtimes own nothing)
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
         """Release what the runtime owns (clients, processes). Idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self._close()
+
+    async def _close(self) -> None:  # noqa: B027  (most runtimes own nothing)
+        """Release what this kind owns; called once, by the first `aclose()`."""
+
+    def _check_open(self) -> None:
+        """AgentFailure if the runtime was closed: nothing new starts during shutdown."""
+        if self._closed:
+            raise AgentFailure(f"the {self.kind} runtime was closed; fleetbot is shutting down.")
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

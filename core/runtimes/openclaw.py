@@ -8,23 +8,11 @@ message names the file that holds the run token, never the token itself.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping
-
-import httpx
 
 from core.config import OpenClawRuntime
-from core.errors import AgentBadReply, AgentFailure
+from core.errors import AgentBadReply
 from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult
-from core.runtimes.http import (
-    SECRET_MISSING,
-    HttpClientRuntime,
-    excerpt,
-    post_json,
-    public_url,
-    status_line,
-    time_left,
-)
+from core.runtimes.webhook import WebhookRuntime, excerpt, public_url, status_line
 
 
 def hook_message(job: Dispatch) -> str:
@@ -61,22 +49,10 @@ def hook_message(job: Dispatch) -> str:
     )
 
 
-class OpenClawAgentRuntime(HttpClientRuntime):
+class OpenClawAgentRuntime(WebhookRuntime[OpenClawRuntime]):
     """Hands each dispatch to an OpenClaw gateway as an isolated, undelivered agent turn."""
 
     kind = "openclaw"
-
-    def __init__(
-        self,
-        config: OpenClawRuntime,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(env, transport)
-        self._config = config
-        self._clock = clock
 
     async def dispatch(self, job: Dispatch) -> DispatchResult:
         """POST the hook; any 2xx hands the run over unless the gateway says `ok: false`."""
@@ -84,14 +60,9 @@ class OpenClawAgentRuntime(HttpClientRuntime):
         url = self._config.url.rstrip("/") + "/hooks/agent"
         who = f"the OpenClaw gateway at {public_url(url)}"
         ref = self._config.token_ref()
-        token = ref.resolve(self._env)  # per dispatch, so a rotated token file is picked up
-        if token is None:
-            raise AgentFailure(
-                f"the hooks token for {who} is empty or missing; put it in {ref.describe()} "
-                "(it must equal hooks.token in the gateway's config).",
-                code=SECRET_MISSING,
-            )
-        left = time_left(job, self._clock(), who)
+        note = " (it must equal hooks.token in the gateway's config)"
+        token = self._secret(ref, f"the hooks token for {who}", note)
+        left = self._time_left(job, who)
         payload = {
             "message": hook_message(job),
             "agentId": self._config.agent_id or job.agent_id,
@@ -101,12 +72,11 @@ class OpenClawAgentRuntime(HttpClientRuntime):
         }
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": job.run_id}
         secrets = [token, job.token]
-        response, body = await post_json(
-            self._client,
+        response, body = await self._post(
             url,
             payload,
+            left=left,
             headers=headers,
-            within=min(self._config.timeout, left),
             secrets=secrets,
             who=who,
             refused_hint=(

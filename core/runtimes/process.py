@@ -15,8 +15,6 @@ import re
 import signal
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Self
 
 from core.config import ProcessRuntime
 from core.errors import AgentFailure, AgentTimeout, ProcessFailed
@@ -85,7 +83,6 @@ class ProcessAgentRuntime(Runtime):
         self._clock = clock
         self._name = config.command[0]
         self._live: set[asyncio.subprocess.Process] = set()
-        self._closed = False
 
     def child_env(self, job: Dispatch) -> dict[str, str]:
         """The child's whole environment: nothing else of fleetbot's leaks into it."""
@@ -107,8 +104,7 @@ class ProcessAgentRuntime(Runtime):
 
     async def dispatch(self, job: Dispatch) -> DispatchResult:
         """Run the command until it exits or the deadline; raise on anything but exit 0."""
-        if self._closed:
-            raise AgentFailure("the process runtime was closed; fleetbot is shutting down.")
+        self._check_open()
         left = job.deadline - self._clock()
         if left <= 0:
             raise AgentTimeout(
@@ -153,7 +149,7 @@ class ProcessAgentRuntime(Runtime):
         code = proc.returncode
         if code == 0:
             return DispatchResult(finished=True)
-        if self._closed:
+        if self.closed:
             raise AgentFailure(
                 f"process {self._name} was stopped because fleetbot is shutting down."
             )
@@ -216,21 +212,9 @@ class ProcessAgentRuntime(Runtime):
             await asyncio.wait_for(proc.wait(), max(self._config.kill_grace, 1.0))
         return outlived
 
-    async def aclose(self) -> None:
-        """Stop every child still running. Idempotent."""
-        self._closed = True
+    async def _close(self) -> None:
+        """Stop every child still running."""
         await asyncio.gather(*(self._stop(proc) for proc in list(self._live)))
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def _settle(drains: list[asyncio.Task[None]]) -> None:

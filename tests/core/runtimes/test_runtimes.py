@@ -731,3 +731,18 @@ async def test_build_runtime_by_kind(config: Any, cls: type[Any]) -> None:
         assert isinstance(rt, cls) and rt.kind == config.kind
     finally:
         await rt.aclose()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [http_config(), claw_config(), ProcessRuntime(kind="process", command=["true"]), sim()],
+    ids=lambda config: str(config.kind),
+)
+async def test_every_kind_is_closed_once_by_its_context(config: Any) -> None:
+    async with build_runtime(config, {}, RecordingReporter()) as rt:
+        assert not rt.closed
+    assert rt.closed
+    await rt.aclose()  # again: nothing left to release, no error
+    if config.kind != "simulated":  # it owns nothing, so it has nothing to refuse with
+        with pytest.raises(AgentFailure, match=f"the {config.kind} runtime was closed"):
+            await rt.dispatch(make_job())
