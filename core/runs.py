@@ -3,6 +3,10 @@
 Every ending goes through `_end`, a compare-and-set on `status = 'running'`: a finish that races a
 timeout, a late runtime failure after the agent already finished, or a retry of the same finish
 call all leave the first ending in place and change nothing else.
+
+Opening a run is the last line of defence against re-dispatch loops (`guard_dispatch`): an issue
+dispatched `recovery_loop_dispatches` times within `recovery_loop_window` is blocked instead of
+dispatched again, and recorded so the monitors raise recovery_loop.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import aiosqlite
 
 from core.clock import Clock
 from core.config import Defaults, MonitorsConfig
-from core.engine.recovery import guard_dispatch
+from core.engine.retry import Block, after_failure
 from core.errors import (
     AgentFailure,
     Conflict,
@@ -28,8 +32,42 @@ from core.errors import (
 from core.events import Event, EventBus, RunEnded, SummaryPosted
 from core.models import Agent, AgentStatus, Issue, IssueStatus, Run, RunOutcome, RunStatus
 from core.runtimes.base import DispatchResult
-from core.store import ops
+from core.store import agents as agent_store
+from core.store import audit, summaries
+from core.store import issues as issue_store
+from core.store import recovery as recovery_store
+from core.store import runs as run_store
 from core.store.db import Database
+
+# How an issue blocked by the loop guard starts its reason (the monitors tell the kinds apart).
+LOOP_REASON = "recovery loop stopped:"
+# What a run ending moves its issue to (None: released for a retry), and from which statuses:
+# only the run holding the lease may move the issue, and only along the graph.
+_SETTLE_FROM = {
+    IssueStatus.DONE: (IssueStatus.TODO, IssueStatus.IN_PROGRESS, IssueStatus.IN_REVIEW),
+    IssueStatus.IN_REVIEW: (IssueStatus.IN_PROGRESS,),
+    IssueStatus.BLOCKED: (IssueStatus.TODO, IssueStatus.IN_PROGRESS, IssueStatus.IN_REVIEW),
+}
+
+
+async def guard_dispatch(
+    conn: aiosqlite.Connection, issue_id: str, now: float, cfg: MonitorsConfig
+) -> bool:
+    """May `issue_id` be dispatched once more? If it already was `recovery_loop_dispatches`
+    times within the window, block it (compare-and-set on it being workable), record the
+    loop, and answer False. Runs inside the dispatching transaction."""
+    count = await run_store.started_since(conn, issue_id, now - cfg.recovery_loop_window)
+    if count < cfg.recovery_loop_dispatches:
+        return True
+    minutes = cfg.recovery_loop_window / 60
+    reason = (
+        f"{LOOP_REASON} dispatched {count} times within {minutes:.0f} min; "
+        "find out why it keeps coming back before moving it to todo"
+    )
+    if await issue_store.block_loop(conn, issue_id, reason, now):
+        await recovery_store.record_loop(conn, issue_id, count, cfg.recovery_loop_window, now)
+        await audit.record(conn, now, "fleetbot", "issue.recovery_loop", issue_id, reason)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,53 +99,27 @@ class RunBook:
     ) -> Run | None:
         """Open a run on `issue` inside the caller's transaction, or None if the issue is no
         longer workable (compare-and-set on status, lease and backoff)."""
-        # Last line of defence against re-dispatch loops: too many runs of this issue within
-        # the window block it instead (core.engine.recovery).
+        # Too many runs of this issue within the window block it instead (see the docstring).
         if self.monitors is not None and not await guard_dispatch(
             conn, issue.id, now, self.monitors
         ):
             return None
         run_id = uuid.uuid4().hex
         deadline = now + agent.run_timeout_seconds
-        model = issue.model or agent.model
-        cur = await conn.execute(
-            "UPDATE issues SET status = 'in_progress', lease_run_id = ?, lease_until = ?, "
-            "attempts = attempts + 1, updated_at = ? "
-            "WHERE id = ? AND status IN ('todo', 'in_progress') "
-            "AND (lease_run_id IS NULL OR lease_until < ?) "
-            "AND (not_before IS NULL OR not_before <= ?)",
-            (run_id, deadline, now, issue.id, now, now),
-        )
-        if cur.rowcount != 1:
+        if not await issue_store.lease(conn, issue.id, run_id, deadline, now):
             return None
-        await conn.execute(
-            "INSERT INTO runs (id, agent_id, company_id, issue_id, status, started_at, deadline, "
-            "max_turns, model, last_progress_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-            (
-                run_id,
-                agent.id,
-                agent.company_id,
-                issue.id,
-                now,
-                deadline,
-                agent.max_turns,
-                model,
-                now,
-            ),
-        )
-        run = await ops.fetch_run(conn, run_id)
-        assert run is not None
-        return run
+        model = issue.model or agent.model
+        return await run_store.insert(conn, run_id, agent, issue.id, now, deadline, model)
 
     async def get(self, run_id: str) -> Run:
         async with self.db.write() as conn:  # the writer sees its own latest state
-            run = await ops.fetch_run(conn, run_id)
+            run = await run_store.get(conn, run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r}; check the run id the runtime gave you")
         return run
 
     async def _owned_live_run(self, conn: aiosqlite.Connection, run_id: str, agent_id: str) -> Run:
-        run = await ops.fetch_run(conn, run_id)
+        run = await run_store.get(conn, run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r}; check the run id the runtime gave you")
         if run.agent_id != agent_id:
@@ -121,7 +133,7 @@ class RunBook:
             run = await self._owned_live_run(conn, run_id, agent_id)
             if run.status is not RunStatus.RUNNING:
                 raise RunNotActive(f"run {run_id} already ended ({run.status.value})")
-            issue = await ops.fetch_issue(conn, issue_id)
+            issue = await issue_store.get(conn, issue_id)
             if issue is None:
                 raise IssueNotFound(f"no issue {issue_id}")
             if issue.status.terminal or issue.status is IssueStatus.BLOCKED:
@@ -135,14 +147,10 @@ class RunBook:
             if issue.assignee_id not in (None, agent_id):
                 raise LeaseConflict(f"{issue_id} is assigned to {issue.assignee_id}")
             status = IssueStatus.IN_PROGRESS if issue.status is IssueStatus.TODO else issue.status
-            await conn.execute(
-                "UPDATE issues SET lease_run_id = ?, lease_until = ?, assignee_id = ?, status = ?, "
-                "updated_at = ? WHERE id = ?",
-                (run_id, run.deadline, agent_id, status.value, now, issue_id),
-            )
+            await issue_store.claim(conn, issue_id, run_id, run.deadline, agent_id, status, now)
             if run.issue_id is None:
-                await conn.execute("UPDATE runs SET issue_id = ? WHERE id = ?", (issue_id, run_id))
-            claimed = await ops.fetch_issue(conn, issue_id)
+                await run_store.attach_issue(conn, run_id, issue_id)
+            claimed = await issue_store.get(conn, issue_id)
         assert claimed is not None
         return claimed
 
@@ -165,13 +173,17 @@ class RunBook:
             run = await self._owned_live_run(conn, run_id, agent_id)
             if run.status is not RunStatus.RUNNING:
                 raise RunNotActive(f"run {run_id} already ended ({run.status.value})")
-            await conn.execute(
-                "UPDATE runs SET turns = MAX(turns, ?), input_tokens = MAX(input_tokens, ?), "
-                "output_tokens = MAX(output_tokens, ?), cost = MAX(cost, ?), "
-                "model = COALESCE(?, model), last_progress_at = ? WHERE id = ?",
-                (turns, input_tokens, output_tokens, cost, model, now, run_id),
+            await run_store.record_usage(
+                conn,
+                run_id,
+                turns=turns,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost=cost,
+                model=model,
+                now=now,
             )
-            await conn.execute("UPDATE agents SET last_seen_at = ? WHERE id = ?", (now, agent_id))
+            await agent_store.seen(conn, agent_id, now)
             if turns > run.max_turns:
                 reason = f"stopped after {turns} turns: the cap is {run.max_turns}"
                 ending = _Ending(
@@ -210,7 +222,7 @@ class RunBook:
         now = self.clock.now()
         events: list[Event] = []
         async with self.db.write() as conn:
-            run = await ops.fetch_run(conn, run_id)
+            run = await run_store.get(conn, run_id)
             if run is None or run.status is not RunStatus.RUNNING:
                 return
             if result.outcome is None:
@@ -242,7 +254,7 @@ class RunBook:
         now = self.clock.now()
         events: list[Event] = []
         async with self.db.write() as conn:
-            run = await ops.fetch_run(conn, run_id)
+            run = await run_store.get(conn, run_id)
             if run is not None:
                 await self._end(conn, run, ending, now, events)
         self.events.publish(*events)
@@ -251,15 +263,14 @@ class RunBook:
         """End every live run past its deadline; returns their ids."""
         now = self.clock.now()
         events: list[Event] = []
-        overdue = "SELECT id FROM runs WHERE status = 'running' AND deadline < ?"
         # Almost every sweep finds nothing overdue: asking the reader first spares those sweeps
         # a write transaction (and the write lock) each.
-        if not await self.db.fetchall(overdue + " LIMIT 1", (now,)):
+        if not await run_store.overdue_ids(self.db.reader, now, limit=1):
             return []
         async with self.db.write() as conn:
-            ids = [r[0] for r in await conn.execute_fetchall(overdue, (now,))]
+            ids = await run_store.overdue_ids(conn, now)
             for run_id in ids:
-                run = await ops.fetch_run(conn, run_id)
+                run = await run_store.get(conn, run_id)
                 assert run is not None
                 minutes = (run.deadline - run.started_at) / 60
                 ending = _Ending(
@@ -278,10 +289,9 @@ class RunBook:
         now = self.clock.now()
         events: list[Event] = []
         async with self.db.write() as conn:
-            async with conn.execute("SELECT id FROM runs WHERE status = 'running'") as cur:
-                ids = [r[0] for r in await cur.fetchall()]
+            ids = await run_store.live_ids(conn)
             for run_id in ids:
-                run = await ops.fetch_run(conn, run_id)
+                run = await run_store.get(conn, run_id)
                 assert run is not None
                 ending = _Ending(
                     RunStatus.INTERRUPTED,
@@ -303,18 +313,16 @@ class RunBook:
         events: list[Event],
         summary: str = "",
     ) -> bool:
-        cur = await conn.execute(
-            "UPDATE runs SET status = ?, reason = ?, reason_code = ?, ended_at = ?, summary = ? "
-            "WHERE id = ? AND status = 'running'",
-            (ending.status.value, ending.reason, ending.reason_code, now, summary, run.id),
+        ended = await run_store.end(
+            conn, run.id, ending.status, ending.reason, ending.reason_code, summary, now
         )
-        if cur.rowcount != 1:
+        if not ended:
             return False
-        agent = await ops.fetch_agent(conn, run.agent_id)
+        agent = await agent_store.get(conn, run.agent_id)
         if agent is not None and agent.status is AgentStatus.RUNNING:
             reason = "" if ending.agent_status is AgentStatus.IDLE else ending.reason
             code = "" if ending.agent_status is AgentStatus.IDLE else ending.reason_code
-            changed = await ops.set_agent_status(
+            changed = await agent_store.set_status(
                 conn, agent, ending.agent_status, now, reason, code
             )
             if changed:
@@ -322,13 +330,10 @@ class RunBook:
         if run.issue_id is not None:
             await self._settle_issue(conn, run, ending, now)
         if summary.strip():
-            cur = await conn.execute(
-                "INSERT INTO summaries (agent_id, issue_id, run_id, source, body, created_at) "
-                "VALUES (?, ?, ?, 'run', ?, ?)",
-                (run.agent_id, run.issue_id, run.id, summary.strip(), now),
+            summary_id = await summaries.add(
+                conn, run.agent_id, run.issue_id, run.id, "run", summary.strip(), now
             )
-            assert cur.lastrowid is not None
-            events.append(SummaryPosted(cur.lastrowid, run.agent_id, run.issue_id, "run"))
+            events.append(SummaryPosted(summary_id, run.agent_id, run.issue_id, "run"))
         events.append(
             RunEnded(
                 run.id,
@@ -349,35 +354,53 @@ class RunBook:
         if ending.issue_status is None:
             # An operator's cancel is not the agent failing: it costs no attempt.
             failed = ending.status is not RunStatus.CANCELLED
-            await ops.release_issue(
-                conn, run.issue_id, run.id, now, self.defaults.retry_backoff, failed=failed
-            )
+            await self.release(conn, run.issue_id, run.id, now, failed=failed)
             return
-        # Only the run holding the lease may move the issue, and only along the graph.
-        allowed = {
-            IssueStatus.DONE: ("todo", "in_progress", "in_review"),
-            IssueStatus.IN_REVIEW: ("in_progress",),
-            IssueStatus.BLOCKED: ("todo", "in_progress", "in_review"),
-        }[ending.issue_status]
-        marks = ", ".join("?" for _ in allowed)
-        await conn.execute(
-            "UPDATE issues SET status = ?, reason = ?, lease_run_id = NULL, lease_until = NULL, "
-            f"updated_at = ? WHERE id = ? AND lease_run_id = ? AND status IN ({marks})",
-            (
-                ending.issue_status.value,
-                ending.reason if ending.issue_status is IssueStatus.BLOCKED else "",
-                now,
-                run.issue_id,
-                run.id,
-                *allowed,
-            ),
-        )
         # Moves outside the graph (e.g. the issue was cancelled meanwhile) just drop the lease.
-        await conn.execute(
-            "UPDATE issues SET lease_run_id = NULL, lease_until = NULL WHERE id = ? AND "
-            "lease_run_id = ?",
-            (run.issue_id, run.id),
+        reason = ending.reason if ending.issue_status is IssueStatus.BLOCKED else ""
+        await issue_store.settle(
+            conn,
+            run.issue_id,
+            run.id,
+            ending.issue_status,
+            reason,
+            _SETTLE_FROM[ending.issue_status],
+            now,
         )
+
+    async def release(
+        self,
+        conn: aiosqlite.Connection,
+        issue_id: str,
+        run_id: str,
+        now: float,
+        *,
+        failed: bool = True,
+    ) -> Issue | None:
+        """Drop `run_id`'s lease on the issue, if it still holds it, and decide what comes next.
+
+        Compare-and-set: only the lease of this very run is released, and only an open issue is
+        touched, so a run ending late can never reopen finished work. After a failure,
+        core.engine.retry decides: retry after a backoff, or block (attempt budget spent). A
+        run that did not fail (cancelled by an operator) gives its attempt back and waits for
+        no backoff. Returns the issue as it is now, or None if untouched.
+        """
+        issue = await issue_store.get(conn, issue_id)
+        if issue is None or issue.lease_run_id != run_id or issue.status.terminal:
+            return None
+        if not failed:
+            await issue_store.give_back(conn, issue_id, run_id, now)
+            return await issue_store.get(conn, issue_id)
+        backoff = self.defaults.retry_backoff
+        step = after_failure(issue.attempts, issue.max_attempts, issue.status, backoff, now)
+        if isinstance(step, Block):
+            await issue_store.block(conn, issue_id, run_id, step.reason, now)
+        else:
+            await issue_store.back_off(conn, issue_id, run_id, step.at, now)
+            if issue.assignee_id is not None:
+                # The retry is due after the backoff, not at the next (hours away) heartbeat.
+                await agent_store.beat_by(conn, issue.assignee_id, step.at)
+        return await issue_store.get(conn, issue_id)
 
 
 def _ending_for(outcome: RunOutcome, summary: str) -> _Ending:

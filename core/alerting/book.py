@@ -54,7 +54,8 @@ from core.alerting.records import (
 from core.clock import Clock
 from core.config import Config
 from core.errors import AlertNotFound, Conflict, InvalidInput, NotFound
-from core.store import ops
+from core.store import alerts as alert_store
+from core.store import audit
 from core.store.db import Database
 
 MAX_MUTE = 90 * 86400
@@ -71,18 +72,8 @@ __all__ = [
 ]
 
 
-_ALERT_COLUMNS = (
-    "id, kind, cause, severity, state, title, fixes, created_at, changed_at, version, "
-    "notified_version, notifications, last_notified_at, acked_at, acked_by, resolved_at, closed"
-)
-_MEMBER_COLUMNS = (
-    "alert_id, fingerprint, subject, company_id, label, detail, reason_code, first_at, last_at, "
-    "resolved_at"
-)
-
-
 def _member(row: Any) -> AlertMember:
-    return AlertMember(*(row[k] for k in _MEMBER_COLUMNS.split(", ")[1:]))
+    return AlertMember(*(row[k] for k in alert_store.MEMBER_COLUMNS.split(", ")[1:]))
 
 
 def _alert_id(value: int | str) -> int:
@@ -110,7 +101,7 @@ class AlertBook:
         """Record findings: new members join the firing alert of their cause, or start one."""
         now = self.clock.now()
         async with self.db.write() as conn:
-            live = await self._live_members(conn, [f.fingerprint for f in findings])
+            live = await alert_store.live_members(conn, [f.fingerprint for f in findings])
             for f in findings:
                 await self._raise_in(conn, f, now, live.get(f.fingerprint))
 
@@ -118,7 +109,7 @@ class AlertBook:
         """Resolve these members wherever they are; returns how many were live."""
         now = self.clock.now()
         async with self.db.write() as conn:
-            live = await self._live_members(conn, list(fingerprints))
+            live = await alert_store.live_members(conn, list(fingerprints))
             for fp, row in live.items():
                 await self._resolve_member(conn, row["alert_id"], fp, now)
         return len(live)
@@ -132,29 +123,12 @@ class AlertBook:
         now = self.clock.now()
         found = {f.fingerprint for f in findings}
         async with self.db.write() as conn:
-            live = await self._live_members(conn, None)
+            live = await alert_store.live_members(conn, None)
             for f in findings:
                 await self._raise_in(conn, f, now, live.get(f.fingerprint))
             for fp, row in live.items():
                 if fp not in found and fp.partition(":")[0] in kinds and row["last_at"] <= taken_at:
                     await self._resolve_member(conn, row["alert_id"], fp, now)
-
-    async def _live_members(
-        self, conn: aiosqlite.Connection, fingerprints: list[str] | None
-    ) -> dict[str, Any]:
-        sql = (
-            "SELECT m.alert_id, m.fingerprint, m.label, m.detail, m.reason_code, m.last_at, "
-            "a.cause FROM alert_members m JOIN alerts a ON a.id = m.alert_id "
-            "WHERE m.resolved_at IS NULL"
-        )
-        args: list[str] = []
-        if fingerprints is not None:
-            if not fingerprints:
-                return {}
-            sql += f" AND m.fingerprint IN ({','.join('?' for _ in fingerprints)})"
-            args = fingerprints
-        async with conn.execute(sql, args) as cur:
-            return {r["fingerprint"]: r for r in await cur.fetchall()}
 
     async def _raise_in(
         self, conn: aiosqlite.Connection, f: Finding, now: float, live: Any | None
@@ -165,74 +139,48 @@ class AlertBook:
                 f.detail,
                 f.reason_code,
             ):
-                await conn.execute(
-                    "UPDATE alert_members SET label = ?, detail = ?, reason_code = ?, "
-                    "last_at = ? WHERE alert_id = ? AND fingerprint = ?",
-                    (f.label, f.detail, f.reason_code, now, live["alert_id"], f.fingerprint),
+                await alert_store.update_member(
+                    conn, live["alert_id"], f.fingerprint, f.label, f.detail, f.reason_code, now
                 )
-                await _bump(conn, live["alert_id"], now)
+                await alert_store.bump(conn, live["alert_id"], now)
             return
         if live is not None:  # same subject, new cause: it moves to the other cause's alert
             await self._resolve_member(conn, live["alert_id"], f.fingerprint, now)
-        async with conn.execute(
-            "SELECT id FROM alerts WHERE closed = 0 AND cause = ? AND state = 'firing' "
-            "ORDER BY id DESC LIMIT 1",
-            (f.cause,),
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None:
+        alert_id = await alert_store.firing_for(conn, f.cause)
+        if alert_id is None:
             title, severity, fixes = KINDS[f.kind]
-            cur = await conn.execute(
-                "INSERT INTO alerts (kind, cause, severity, state, title, fixes, created_at, "
-                "changed_at) VALUES (?, ?, ?, 'firing', ?, ?, ?, ?)",
-                (
-                    f.kind.value,
-                    f.cause,
-                    (f.severity or severity).value,
-                    title,
-                    json.dumps([x.value for x in (fixes if f.fixes is None else f.fixes)]),
-                    now,
-                    now,
-                ),
+            alert_id = await alert_store.insert(
+                conn,
+                f.kind.value,
+                f.cause,
+                (f.severity or severity).value,
+                title,
+                json.dumps([x.value for x in (fixes if f.fixes is None else f.fixes)]),
+                now,
             )
-            alert_id = cur.lastrowid
         else:
-            alert_id = row[0]
-            await _bump(conn, alert_id, now)
-        await conn.execute(
-            f"INSERT INTO alert_members ({_MEMBER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "NULL) ON CONFLICT (alert_id, fingerprint) DO UPDATE SET resolved_at = NULL, "
-            "label = excluded.label, detail = excluded.detail, "
-            "reason_code = excluded.reason_code, last_at = excluded.last_at",
-            (
-                *(alert_id, f.fingerprint, f.subject, f.company_id, f.label, f.detail),
-                *(f.reason_code, now, now),
-            ),
+            await alert_store.bump(conn, alert_id, now)
+        await alert_store.add_member(
+            conn,
+            alert_id,
+            f.fingerprint,
+            f.subject,
+            f.company_id,
+            f.label,
+            f.detail,
+            f.reason_code,
+            now,
         )
 
     async def _resolve_member(
         self, conn: aiosqlite.Connection, alert_id: int, fingerprint: str, now: float
     ) -> None:
-        cur = await conn.execute(
-            "UPDATE alert_members SET resolved_at = ? WHERE alert_id = ? AND fingerprint = ? "
-            "AND resolved_at IS NULL",
-            (now, alert_id, fingerprint),
-        )
-        if cur.rowcount != 1:
+        if not await alert_store.resolve_member(conn, alert_id, fingerprint, now):
             return
-        async with conn.execute(
-            "SELECT count(*) FROM alert_members WHERE alert_id = ? AND resolved_at IS NULL",
-            (alert_id,),
-        ) as c:
-            (remaining,) = await c.fetchone() or (0,)
-        if remaining:
-            await _bump(conn, alert_id, now)
+        if await alert_store.live_member_count(conn, alert_id):
+            await alert_store.bump(conn, alert_id, now)
         else:
-            await conn.execute(
-                "UPDATE alerts SET state = 'resolved', resolved_at = ?, version = version + 1, "
-                "changed_at = ? WHERE id = ?",
-                (now, now, alert_id),
-            )
+            await alert_store.resolve(conn, alert_id, now)
 
     async def flush(self) -> dict[Action, int]:
         """Decide every open alert's notification and put the due ones in the outbox."""
@@ -240,10 +188,7 @@ class AlertBook:
         cfg = self.config.alerts
         done: dict[Action, int] = {}
         async with self.db.write() as conn:
-            async with conn.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE closed = 0 ORDER BY id"
-            ) as cur:
-                rows = list(await cur.fetchall())
+            rows = await alert_store.open_alerts(conn)
             if not rows:
                 return done
             mutes = await load_mutes(conn, now)
@@ -293,11 +238,7 @@ class AlertBook:
             seq = row["notifications"] + 1
             for r in self.outbox.recipients_for_alert(companies):
                 await self.outbox.enqueue_alert_in(conn, alert_id, r, now, seq)
-            await conn.execute(
-                "UPDATE alerts SET notified_version = version, notifications = ?, "
-                "last_notified_at = ? WHERE id = ?",
-                (seq, now, alert_id),
-            )
+            await alert_store.notified(conn, alert_id, seq, now)
             return
         if action is Action.UPDATE:
             quiet = self.config.alerts.quiet_hours
@@ -309,31 +250,22 @@ class AlertBook:
         elif action is Action.RESOLVED:
             for r in await self.outbox.alert_recipients_in(conn, alert_id):
                 await self.outbox.enqueue_edit_in(conn, alert_id, r, now, may_send=False)
-        await conn.execute(
-            "UPDATE alerts SET notified_version = version, closed = ? WHERE id = ?",
-            (int(action in (Action.RESOLVED, Action.DROP)), alert_id),
-        )
+        await alert_store.edited(conn, alert_id, close=action in (Action.RESOLVED, Action.DROP))
 
     # -- the bot's side ---------------------------------------------------------------------------
 
     async def get(self, alert_id: int | str) -> Alert:
         key = _alert_id(alert_id)
-        row = await self.db.fetchone(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (key,))
+        row = await alert_store.get(self.db.reader, key)
         if row is None:
             raise AlertNotFound(f"no alert #{key}; /alerts lists the open ones")
         return (await self._views([row]))[0]
 
     async def firing(self) -> list[Alert]:
-        found = await self.db.fetchall(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state != 'resolved' ORDER BY id DESC"
-        )
-        return await self._views(found)
+        return await self._views(await alert_store.unresolved(self.db.reader))
 
     async def recent(self, limit: int = 20) -> list[Alert]:
-        found = await self.db.fetchall(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts ORDER BY id DESC LIMIT ?", (max(1, limit),)
-        )
-        return await self._views(found)
+        return await self._views(await alert_store.newest(self.db.reader, max(1, limit)))
 
     async def _views(self, rows: list[Any]) -> list[Alert]:
         mutes = await load_mutes(self.db.reader, self.clock.now())
@@ -371,19 +303,14 @@ class AlertBook:
         key = _alert_id(alert_id)
         now = self.clock.now()
         async with self.db.write() as conn:
-            async with conn.execute("SELECT state FROM alerts WHERE id = ?", (key,)) as cur:
-                row = await cur.fetchone()
+            row = await alert_store.get(conn, key)
             if row is None:
                 raise AlertNotFound(f"no alert #{key}; /alerts lists the open ones")
-            if row[0] == AlertState.RESOLVED.value:
+            if row["state"] == AlertState.RESOLVED.value:
                 raise Conflict(f"alert #{key} is already resolved; nothing to acknowledge")
-            if row[0] == AlertState.FIRING.value:
-                await conn.execute(
-                    "UPDATE alerts SET state = 'acknowledged', acked_at = ?, acked_by = ?, "
-                    "version = version + 1, changed_at = ? WHERE id = ? AND state = 'firing'",
-                    (now, actor, now, key),
-                )
-                await ops.audit(conn, now, actor, "alert.ack", f"alert:{key}")
+            if row["state"] == AlertState.FIRING.value:
+                await alert_store.acknowledge(conn, key, actor, now)
+                await audit.record(conn, now, actor, "alert.ack", f"alert:{key}")
         self.outbox.notify()
         return await self.get(key)
 
@@ -397,14 +324,8 @@ class AlertBook:
         reason = " ".join(reason.split())[:500]
         async with self.db.write() as conn:
             canonical = await parse_target(conn, target)
-            cur = await conn.execute(
-                "INSERT INTO mutes (target, until, author, reason, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (canonical, until, actor, reason, now),
-            )
-            mute_id = cur.lastrowid
-            assert mute_id is not None
-            await ops.audit(
+            mute_id = await alert_store.add_mute(conn, canonical, until, actor, reason, now)
+            await audit.record(
                 conn, now, actor, "alert.mute", canonical, {"until": until, "reason": reason}
             )
             await self._bump_covered(conn, now, [Mute(mute_id, canonical, until, actor, reason)])
@@ -417,7 +338,9 @@ class AlertBook:
             lifted = await lift_mutes(conn, str(mute_or_alert_id), actor, now, _members)
             if not lifted:
                 raise NotFound(f"nothing muted matches {mute_or_alert_id!r}; /alerts lists mutes")
-            await ops.audit(conn, now, actor, "alert.unmute", ",".join(f"m{m.id}" for m in lifted))
+            await audit.record(
+                conn, now, actor, "alert.unmute", ",".join(f"m{m.id}" for m in lifted)
+            )
             await self._bump_covered(conn, now, lifted)
         self.outbox.notify()
         return lifted
@@ -432,12 +355,10 @@ class AlertBook:
         self, conn: aiosqlite.Connection, now: float, mutes: list[Mute]
     ) -> None:
         """A mute or unmute changes how open alerts read: their messages are edited."""
-        async with conn.execute("SELECT id, kind FROM alerts WHERE closed = 0") as cur:
-            open_alerts = list(await cur.fetchall())
-        for alert_id, kind in open_alerts:
-            members = await _members(conn, alert_id)
-            if touching(mutes, alert_id, kind, members):
-                await _bump(conn, alert_id, now)
+        for row in await alert_store.open_alerts(conn):
+            members = await _members(conn, row["id"])
+            if touching(mutes, row["id"], row["kind"], members):
+                await alert_store.bump(conn, row["id"], now)
 
 
 def _muted_until(silenced: tuple[Mute, ...]) -> float | None:
@@ -449,16 +370,5 @@ def _muted_until(silenced: tuple[Mute, ...]) -> float | None:
     return min(m.until for m in silenced)
 
 
-async def _bump(conn: aiosqlite.Connection, alert_id: int, now: float) -> None:
-    await conn.execute(
-        "UPDATE alerts SET version = version + 1, changed_at = ? WHERE id = ?", (now, alert_id)
-    )
-
-
 async def _members(conn: aiosqlite.Connection, alert_id: int) -> tuple[AlertMember, ...]:
-    async with conn.execute(
-        f"SELECT {_MEMBER_COLUMNS} FROM alert_members WHERE alert_id = ? "
-        "ORDER BY resolved_at IS NOT NULL, company_id, label",
-        (alert_id,),
-    ) as cur:
-        return tuple(_member(r) for r in await cur.fetchall())
+    return tuple(_member(r) for r in await alert_store.members(conn, alert_id))

@@ -18,8 +18,10 @@ import aiosqlite
 from core.alerting.records import AlertKind, Finding, Fix, Severity
 from core.clock import utc
 from core.config import Config
-from core.engine.recovery import LOOP_REASON
 from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
+from core.runs import LOOP_REASON
+from core.store import heartbeats
+from core.store import issues as issue_store
 
 log = logging.getLogger(__name__)
 
@@ -308,25 +310,9 @@ async def note_beat(
 ) -> None:
     """Count heartbeats that found a company without open work (inside the beat's write)."""
     if outcome is HeartbeatOutcome.NO_WORK:
-        async with conn.execute(
-            "SELECT 1 FROM issues WHERE company_id = ? AND status IN ('todo', 'in_progress') "
-            "LIMIT 1",
-            (company_id,),
-        ) as cur:
-            has_work = await cur.fetchone() is not None
+        has_work = await issue_store.company_has_work(conn, company_id)
     elif outcome is HeartbeatOutcome.DISPATCHED:
         has_work = True
     else:
         return  # a skipped agent tells nothing about the queue
-    if has_work:
-        await conn.execute(
-            "UPDATE queue_watch SET empty_beats = 0, empty_since = NULL WHERE company_id = ?",
-            (company_id,),
-        )
-    else:
-        await conn.execute(
-            "INSERT INTO queue_watch (company_id, empty_beats, empty_since) VALUES (?, 1, ?) "
-            "ON CONFLICT (company_id) DO UPDATE SET empty_beats = empty_beats + 1, "
-            "empty_since = COALESCE(empty_since, excluded.empty_since)",
-            (company_id, now),
-        )
+    await heartbeats.note_queue(conn, company_id, has_work, now)

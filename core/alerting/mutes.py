@@ -14,6 +14,10 @@ from typing import Any, Protocol
 import aiosqlite
 
 from core.errors import AlertNotFound, InvalidInput
+from core.store import agents as agent_store
+from core.store import alerts as alert_store
+from core.store import companies as company_store
+from core.store import issues as issue_store
 
 _KINDS = (
     "agent_error",
@@ -93,18 +97,9 @@ def covering(
     return []
 
 
-_COLUMNS = "id, target, until, author, reason, created_at, lifted_at, lifted_by"
-
-
 async def load_mutes(conn: aiosqlite.Connection, now: float | None) -> list[Mute]:
     """Active mutes at `now`, newest first; every mute ever made when `now` is None."""
-    sql = f"SELECT {_COLUMNS} FROM mutes"
-    args: tuple[float, ...] = ()
-    if now is not None:
-        sql += " WHERE lifted_at IS NULL AND until > ?"
-        args = (now,)
-    async with conn.execute(sql + " ORDER BY id DESC LIMIT 500", args) as cur:
-        return [Mute(*r) for r in await cur.fetchall()]
+    return [Mute(*r) for r in await alert_store.mutes(conn, now)]
 
 
 async def parse_target(conn: aiosqlite.Connection, text: str) -> str:
@@ -115,9 +110,8 @@ async def parse_target(conn: aiosqlite.Connection, text: str) -> str:
         raise InvalidInput(_TARGET_HELP)
     match = re.fullmatch(r"(?:alert:|#)?(\d{1,12})", low)
     if match:
-        async with conn.execute("SELECT 1 FROM alerts WHERE id = ?", (int(match[1]),)) as cur:
-            if await cur.fetchone() is None:
-                raise AlertNotFound(f"no alert #{match[1]}; /alerts lists the open ones")
+        if await alert_store.get(conn, int(match[1])) is None:
+            raise AlertNotFound(f"no alert #{match[1]}; /alerts lists the open ones")
         return f"alert:{int(match[1])}"
     head, sep, value = low.partition(":")
     if (sep and head == "kind") or low in _KINDS:
@@ -128,20 +122,13 @@ async def parse_target(conn: aiosqlite.Connection, text: str) -> str:
     if sep and head not in _SUBJECTS:
         raise InvalidInput(_TARGET_HELP)
     value = value.strip() if sep else low
-    if (not sep or head == "agent") and await _exists(
-        conn, "SELECT 1 FROM agents WHERE id = ? AND deleted_at IS NULL", value.lstrip("@")
-    ):
+    if (not sep or head == "agent") and await agent_store.get(conn, value.lstrip("@")):
         return f"agent:{value.lstrip('@')}"
     if not sep or head == "company":
-        async with conn.execute(
-            "SELECT id FROM companies WHERE id = ? OR lower(prefix) = ?", (value, value)
-        ) as cur:
-            row = await cur.fetchone()
-        if row is not None:
-            return f"company:{row[0]}"
-    if (not sep or head == "issue") and await _exists(
-        conn, "SELECT 1 FROM issues WHERE id = ?", value.upper()
-    ):
+        company = await company_store.lookup(conn, value)
+        if company is not None:
+            return f"company:{company.id}"
+    if (not sep or head == "issue") and await issue_store.get(conn, value.upper()):
         return f"issue:{value.upper()}"
     raise InvalidInput(f"nothing to mute called {raw!r}. {_TARGET_HELP}")
 
@@ -150,11 +137,6 @@ _TARGET_HELP = (
     "Mute an alert id (42), an alert kind (agent_error, queue_empty, …), an agent id, "
     "a company id or an issue id (ALI-12)."
 )
-
-
-async def _exists(conn: aiosqlite.Connection, sql: str, value: str) -> bool:
-    async with conn.execute(sql, (value,)) as cur:
-        return await cur.fetchone() is not None
 
 
 async def lift_mutes(
@@ -169,17 +151,13 @@ async def lift_mutes(
         target = await parse_target(conn, spec)
         if target.startswith("alert:"):
             alert_id = int(target.partition(":")[2])
-            async with conn.execute("SELECT kind FROM alerts WHERE id = ?", (alert_id,)) as cur:
-                row = await cur.fetchone()
-            assert row is not None  # parse_target checked
-            chosen = touching(active, alert_id, row[0], await members_of(conn, alert_id))
+            kind = await alert_store.kind_of(conn, alert_id)
+            assert kind is not None  # parse_target checked
+            chosen = touching(active, alert_id, kind, await members_of(conn, alert_id))
         else:
             chosen = [m for m in active if m.target == target]
     for m in chosen:
-        await conn.execute(
-            "UPDATE mutes SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL",
-            (now, actor, m.id),
-        )
+        await alert_store.lift_mute(conn, m.id, actor, now)
     return [
         Mute(m.id, m.target, m.until, m.author, m.reason, m.created_at, now, actor) for m in chosen
     ]

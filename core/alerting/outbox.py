@@ -33,18 +33,37 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import aiosqlite
 
 from core.clock import Clock
 from core.config import Config
+from core.store import outbox as outbox_store
+from core.store import summaries
 from core.store.db import Database
 
 log = logging.getLogger(__name__)
 
 # A recipient that blocked the bot is skipped for this long, then tried again: people unblock.
 UNDELIVERABLE_FOR = 3600.0
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"  # waiting for its due_at (again, after a failed attempt)
+    SENDING = "sending"  # an attempt is under way; recorded before the request goes out
+    SENT = "sent"  # Telegram took it
+    IN_DOUBT = "in_doubt"  # a new message interrupted mid-attempt: never sent again
+    DEAD = "dead"  # the recipient can never get it (blocked the bot, chat gone)
+    SUPERSEDED = "superseded"  # a newer row carries its content
+
+
+class OutboxKind(StrEnum):
+    ALERT = "alert"  # a new message for an alert (its first, or a reminder)
+    ALERT_EDIT = "alert_edit"  # an edit of the alert's message in that chat
+    SUMMARY = "summary"  # an agent's summary for its team chat
+    TEXT = "text"  # a plain message: digests, notices
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +76,13 @@ class Recipient:
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
-    kind: str  # alert | alert_edit | summary | text
+    kind: OutboxKind
     chat: str
     thread_id: int | None
     company_id: str | None
     alert_id: int | None
     payload: dict[str, Any]
-    state: str
+    state: OutboxState
     created_at: float
     due_at: float
     attempts: int
@@ -75,22 +94,16 @@ class OutboxRow:
         return Recipient(self.chat, self.thread_id, self.company_id)
 
 
-_COLUMNS = (
-    "id, kind, chat, thread_id, company_id, alert_id, payload, state, created_at, due_at, "
-    "attempts, message_id, error"
-)
-
-
 def _row(r: Any) -> OutboxRow:
     return OutboxRow(
         id=r["id"],
-        kind=r["kind"],
+        kind=OutboxKind(r["kind"]),
         chat=r["chat"],
         thread_id=r["thread_id"],
         company_id=r["company_id"],
         alert_id=r["alert_id"],
         payload=json.loads(r["payload"]),
-        state=r["state"],
+        state=OutboxState(r["state"]),
         created_at=r["created_at"],
         due_at=r["due_at"],
         attempts=r["attempts"],
@@ -140,15 +153,17 @@ class Outbox:
     ) -> int | None:
         """A new message for the alert (its first, or reminder `seq`) inside the caller's
         transaction. A new message still waiting there already carries the latest state."""
-        if await self._pending(conn, alert_id, r.chat, "alert"):
+        if await outbox_store.has_pending(conn, alert_id, r.chat, [OutboxKind.ALERT]):
             return None
-        await conn.execute(
-            "UPDATE outbox SET state = 'superseded', error = 'a newer message carries it' "
-            "WHERE alert_id = ? AND chat = ? AND kind = 'alert_edit' AND state = 'pending'",
-            (alert_id, r.chat),
-        )
+        await outbox_store.supersede_edits(conn, alert_id, r.chat)
         return await self._insert(
-            conn, "alert", r, now, alert_id, {"seq": seq}, f"alert:{alert_id}:{r.chat}:{seq}"
+            conn,
+            OutboxKind.ALERT,
+            r,
+            now,
+            alert_id,
+            {"seq": seq},
+            f"alert:{alert_id}:{r.chat}:{seq}",
         )
 
     async def enqueue_edit_in(
@@ -162,29 +177,20 @@ class Outbox:
     ) -> int | None:
         """Edit the alert's message in this chat. Coalesces with waiting rows; a chat that never
         got the alert gets it as a new message instead when `may_send`."""
-        if await self._pending(conn, alert_id, r.chat, "alert", "alert_edit"):
+        waiting = [OutboxKind.ALERT, OutboxKind.ALERT_EDIT]
+        if await outbox_store.has_pending(conn, alert_id, r.chat, waiting):
             return None
-        async with conn.execute(
-            "SELECT 1 FROM outbox WHERE alert_id = ? AND chat = ? AND kind = 'alert' LIMIT 1",
-            (alert_id, r.chat),
-        ) as cur:
-            had_message = await cur.fetchone() is not None
-        if had_message:
-            return await self._insert(conn, "alert_edit", r, now, alert_id, {}, None)
+        if await outbox_store.has_message(conn, alert_id, r.chat):
+            return await self._insert(conn, OutboxKind.ALERT_EDIT, r, now, alert_id, {}, None)
         if may_send:
-            return await self._insert(conn, "alert", r, now, alert_id, {"seq": 0}, None)
+            return await self._insert(conn, OutboxKind.ALERT, r, now, alert_id, {"seq": 0}, None)
         return None
 
     async def alert_recipients_in(
         self, conn: aiosqlite.Connection, alert_id: int
     ) -> list[Recipient]:
         """Every chat the alert was put in the outbox for (where a resolution edit goes)."""
-        async with conn.execute(
-            "SELECT DISTINCT chat, thread_id, company_id FROM outbox WHERE alert_id = ? "
-            "AND kind = 'alert'",
-            (alert_id,),
-        ) as cur:
-            return [Recipient(r[0], r[1], r[2]) for r in await cur.fetchall()]
+        return [Recipient(*r) for r in await outbox_store.alert_chats(conn, alert_id)]
 
     async def enqueue_summary(self, summary_id: int, company_id: str) -> int | None:
         """Relay summary `summary_id` to its company's chat; repeating it adds nothing."""
@@ -194,7 +200,7 @@ class Outbox:
         async with self.db.write() as conn:
             row_id = await self._insert(
                 conn,
-                "summary",
+                OutboxKind.SUMMARY,
                 r,
                 self.clock.now(),
                 None,
@@ -219,7 +225,7 @@ class Outbox:
         async with self.db.write() as conn:
             row_id = await self._insert(
                 conn,
-                "text",
+                OutboxKind.TEXT,
                 Recipient(str(chat), thread_id),
                 self.clock.now(),
                 None,
@@ -229,73 +235,48 @@ class Outbox:
         self.notify()
         return row_id
 
-    async def _pending(
-        self, conn: aiosqlite.Connection, alert_id: int, chat: str, *kinds: str
-    ) -> bool:
-        marks = ",".join("?" for _ in kinds)
-        async with conn.execute(
-            f"SELECT 1 FROM outbox WHERE alert_id = ? AND chat = ? AND kind IN ({marks}) "
-            "AND state = 'pending' LIMIT 1",
-            (alert_id, chat, *kinds),
-        ) as cur:
-            return await cur.fetchone() is not None
-
     async def _insert(
         self,
         conn: aiosqlite.Connection,
-        kind: str,
+        kind: OutboxKind,
         r: Recipient,
         now: float,
         alert_id: int | None,
         payload: dict[str, Any],
         dedupe_key: str | None,
     ) -> int | None:
-        cur = await conn.execute(
-            "INSERT INTO outbox (kind, chat, thread_id, company_id, alert_id, payload, "
-            "dedupe_key, state, created_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
-            "ON CONFLICT (dedupe_key) DO NOTHING",
-            (
-                *(kind, r.chat, r.thread_id, r.company_id, alert_id, json.dumps(payload)),
-                *(dedupe_key, now, now),
-            ),
+        return await outbox_store.insert(
+            conn,
+            kind,
+            r.chat,
+            r.thread_id,
+            r.company_id,
+            alert_id,
+            json.dumps(payload),
+            dedupe_key,
+            now,
         )
-        return cur.lastrowid if cur.rowcount == 1 else None
 
     # -- the sender -----------------------------------------------------------------------------
 
     async def due(self, limit: int = 50) -> list[OutboxRow]:
-        found = await self.db.fetchall(
-            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND due_at <= ? "
-            "ORDER BY id LIMIT ?",
-            (self.clock.now(), limit),
-        )
-        return [_row(r) for r in found]
+        """Pending rows whose due_at has come, oldest first."""
+        return [_row(r) for r in await outbox_store.due(self.db.reader, self.clock.now(), limit)]
 
     async def next_due_at(self) -> float | None:
-        value = await self.db.scalar("SELECT min(due_at) FROM outbox WHERE state = 'pending'")
-        return None if value is None else float(value)
+        return await outbox_store.next_due_at(self.db.reader)
 
     async def get(self, row_id: int) -> OutboxRow | None:
-        row = await self.db.fetchone(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (row_id,))
+        row = await outbox_store.get(self.db.reader, row_id)
         return None if row is None else _row(row)
 
-    async def rows(self, state: str | None = None) -> list[OutboxRow]:
-        sql = f"SELECT {_COLUMNS} FROM outbox"
-        args: tuple[str, ...] = ()
-        if state is not None:
-            sql += " WHERE state = ?"
-            args = (state,)
-        return [_row(r) for r in await self.db.fetchall(sql + " ORDER BY id", args)]
+    async def rows(self, state: OutboxState | None = None) -> list[OutboxRow]:
+        return [_row(r) for r in await outbox_store.in_state(self.db.reader, state)]
 
     async def start(self, row_id: int) -> bool:
         """Record the attempt before the request goes out (what `reconcile` looks for)."""
-        return await self._move(
-            row_id,
-            "pending",
-            "sending",
-            "attempts = attempts + 1, started_at = ?",
-            (self.clock.now(),),
-        )
+        async with self.db.write() as conn:
+            return await outbox_store.start(conn, row_id, self.clock.now())
 
     async def sent(
         self, row_id: int, message_id: int | None = None, chat: str | None = None
@@ -303,64 +284,33 @@ class Outbox:
         """Mark sent; for a new alert message also remember which message to edit later."""
         now = self.clock.now()
         async with self.db.write() as conn:
-            await conn.execute(
-                "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = COALESCE(?, "
-                "message_id), error = '' WHERE id = ? AND state = 'sending'",
-                (now, message_id, row_id),
-            )
-            async with conn.execute(
-                "SELECT kind, alert_id, chat FROM outbox WHERE id = ?", (row_id,)
-            ) as cur:
-                row = await cur.fetchone()
+            row = await outbox_store.sent(conn, row_id, message_id, now)
             if row is not None and row[1] is not None and message_id is not None:
-                await conn.execute(
-                    "INSERT INTO deliveries (alert_id, chat, message_id, sent_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (alert_id, chat) DO UPDATE SET "
-                    "message_id = excluded.message_id, sent_at = excluded.sent_at",
-                    (row[1], chat or row[2], message_id, now),
-                )
+                await outbox_store.record_delivery(conn, row[1], chat or row[2], message_id, now)
 
     async def failed(self, row_id: int, error: str, retry_in: float) -> None:
-        await self._move(
-            row_id,
-            "sending",
-            "pending",
-            "due_at = ?, error = ?",
-            (self.clock.now() + max(0.0, retry_in), error[:500]),
-        )
+        due_at = self.clock.now() + max(0.0, retry_in)
+        async with self.db.write() as conn:
+            await outbox_store.retry_at(conn, row_id, due_at, error[:500])
 
     async def dead(self, row_id: int, error: str) -> None:
-        await self._move(row_id, None, "dead", "error = ?", (error[:500],))
+        async with self.db.write() as conn:
+            await outbox_store.set_state(conn, row_id, OutboxState.DEAD, error[:500])
 
     async def superseded(self, row_id: int, why: str) -> None:
-        await self._move(row_id, None, "superseded", "error = ?", (why[:500],))
-
-    async def _move(
-        self, row_id: int, old: str | None, new: str, sets: str, args: tuple[Any, ...]
-    ) -> bool:
-        where = "id = ?" + ("" if old is None else " AND state = ?")
-        params = (*args, row_id) + (() if old is None else (old,))
         async with self.db.write() as conn:
-            cur = await conn.execute(
-                f"UPDATE outbox SET state = '{new}', {sets} WHERE {where}", params
-            )
-        return cur.rowcount == 1
+            await outbox_store.set_state(conn, row_id, OutboxState.SUPERSEDED, why[:500])
 
     async def reconcile(self) -> list[OutboxRow]:
         """After a crash: rows left `sending`. Edits retry (idempotent); new messages become
         `in_doubt` and are not sent again. Returns the in-doubt rows."""
         async with self.db.write() as conn:
-            async with conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'sending'"
-            ) as cur:
-                stuck = [_row(r) for r in await cur.fetchall()]
+            stuck = [_row(r) for r in await outbox_store.in_state(conn, OutboxState.SENDING)]
             for row in stuck:
-                state = "pending" if row.kind == "alert_edit" else "in_doubt"
-                await conn.execute(
-                    "UPDATE outbox SET state = ?, error = ? WHERE id = ?",
-                    (state, "interrupted while sending", row.id),
-                )
-        doubtful = [r for r in stuck if r.kind != "alert_edit"]
+                edit = row.kind is OutboxKind.ALERT_EDIT
+                state = OutboxState.PENDING if edit else OutboxState.IN_DOUBT
+                await outbox_store.set_state(conn, row.id, state, "interrupted while sending")
+        doubtful = [r for r in stuck if r.kind is not OutboxKind.ALERT_EDIT]
         for r in doubtful:
             log.warning(
                 "outbox row %d (%s to %s) was being sent when fleetbot stopped; it may or may "
@@ -372,29 +322,19 @@ class Outbox:
         return doubtful
 
     async def delivery(self, alert_id: int, chat: str) -> int | None:
-        value = await self.db.scalar(
-            "SELECT message_id FROM deliveries WHERE alert_id = ? AND chat = ?", (alert_id, chat)
-        )
-        return None if value is None else int(value)
+        return await outbox_store.delivery(self.db.reader, alert_id, chat)
 
     async def forget_delivery(self, alert_id: int, chat: str) -> None:
         """The alert's message in `chat` can no longer be edited (deleted, chat migrated)."""
         async with self.db.write() as conn:
-            await conn.execute(
-                "DELETE FROM deliveries WHERE alert_id = ? AND chat = ?", (alert_id, chat)
-            )
+            await outbox_store.forget_delivery(conn, alert_id, chat)
 
     async def was_sent(self, alert_id: int, chat: str) -> bool:
         """Did a new message for this alert certainly reach this chat (as configured)?"""
-        value = await self.db.scalar(
-            "SELECT 1 FROM outbox WHERE alert_id = ? AND chat = ? AND kind = 'alert' "
-            "AND state = 'sent' LIMIT 1",
-            (alert_id, chat),
-        )
-        return value is not None
+        return await outbox_store.has_message(self.db.reader, alert_id, chat, OutboxState.SENT)
 
     async def has_pending_send(self, alert_id: int, chat: str) -> bool:
-        return await self._pending(self.db.reader, alert_id, chat, "alert")
+        return await outbox_store.has_pending(self.db.reader, alert_id, chat, [OutboxKind.ALERT])
 
     # -- recipients -----------------------------------------------------------------------------
 
@@ -402,55 +342,34 @@ class Outbox:
         """The chat id to use now: a group that became a supergroup has a new id."""
         seen = {chat}
         while True:
-            moved = await self.db.scalar(
-                "SELECT migrated_to FROM recipients WHERE chat = ?", (chat,)
-            )
+            moved = await outbox_store.migrated_to(self.db.reader, chat)
             if moved is None or moved in seen:
                 return chat
             seen.add(moved)
-            chat = str(moved)
+            chat = moved
 
     async def migrate_chat(self, old: str, new: str) -> None:
         async with self.db.write() as conn:
-            await conn.execute(
-                "INSERT INTO recipients (chat, migrated_to) VALUES (?, ?) "
-                "ON CONFLICT (chat) DO UPDATE SET migrated_to = excluded.migrated_to",
-                (old, new),
-            )
+            await outbox_store.migrate(conn, old, new)
         log.info("chat %s migrated to %s; messages go there from now on", old, new)
 
     async def mark_undeliverable(self, chat: str, reason: str) -> None:
         async with self.db.write() as conn:
-            await conn.execute(
-                "INSERT INTO recipients (chat, undeliverable_at, reason) VALUES (?, ?, ?) "
-                "ON CONFLICT (chat) DO UPDATE SET undeliverable_at = excluded.undeliverable_at, "
-                "reason = excluded.reason",
-                (chat, self.clock.now(), reason[:300]),
-            )
+            await outbox_store.mark_undeliverable(conn, chat, self.clock.now(), reason[:300])
 
     async def mark_deliverable(self, chat: str) -> None:
         """The recipient is reachable again (e.g. the user pressed Start)."""
         async with self.db.write() as conn:
-            await conn.execute(
-                "UPDATE recipients SET undeliverable_at = NULL, reason = '' WHERE chat = ?",
-                (chat,),
-            )
+            await outbox_store.mark_deliverable(conn, chat)
 
     async def undeliverable(self, chat: str) -> bool:
-        since = await self.db.scalar(
-            "SELECT undeliverable_at FROM recipients WHERE chat = ?", (chat,)
-        )
-        return since is not None and self.clock.now() - float(since) < UNDELIVERABLE_FOR
+        since = await outbox_store.undeliverable_since(self.db.reader, chat)
+        return since is not None and self.clock.now() - since < UNDELIVERABLE_FOR
 
-    async def counts(self) -> dict[str, int]:
-        found = await self.db.fetchall("SELECT state, count(*) FROM outbox GROUP BY state")
-        return {r[0]: r[1] for r in found}
+    async def counts(self) -> dict[OutboxState, int]:
+        found = await outbox_store.counts(self.db.reader)
+        return {OutboxState(state): n for state, n in found.items()}
 
     async def summary(self, summary_id: int) -> dict[str, Any] | None:
         """What a summary message shows: the agent's name and role, the issue, the text."""
-        row = await self.db.fetchone(
-            "SELECT s.body, s.issue_id, s.source, a.name, a.role, a.company_id FROM summaries s "
-            "JOIN agents a ON a.id = s.agent_id WHERE s.id = ?",
-            (summary_id,),
-        )
-        return None if row is None else dict(row)
+        return await summaries.shown(self.db.reader, summary_id)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from core.alerting.book import AlertBook, AlertKind, Finding
 from core.alerting.monitors import (
@@ -32,12 +31,15 @@ from core.alerting.monitors import (
 )
 from core.clock import Clock, month_start, utc
 from core.config import Config
-from core.engine.recovery import Recovery, blocked_issues
+from core.engine.recovery import Recovery
 from core.events import AgentStatusChanged, Event, IssueAssigned, RunEnded, SummaryPosted
 from core.models import AgentStatus, HeartbeatOutcome, IssueStatus, RunStatus
 from core.reports.costs import CostBook
 from core.service import FleetService
-from core.store import rows
+from core.store import heartbeats
+from core.store import issues as issue_store
+from core.store import recovery as recovery_store
+from core.store import runs as run_store
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,11 @@ class Monitors:
 
     async def snapshot(self) -> Snapshot:
         now = self.clock.now()
-        db = self.db
+        reader = self.db.reader
         agents = tuple(await self.service.agents())
-        live = await db.fetchall(f"SELECT {rows.RUN_COLUMNS} FROM runs WHERE status = 'running'")
-        empty = await db.fetchall("SELECT company_id, empty_beats, empty_since FROM queue_watch")
-        esc = await db.fetchall("SELECT issue_id, escalated_to, escalation_issue FROM escalations")
+        live = await run_store.live(reader)
+        empty = await heartbeats.empty_queues(reader)
+        esc = await recovery_store.escalations(reader)
         costs = await self.costs.month(at=month_start(now))
         self.auth_signals = {
             k: v for k, v in self.auth_signals.items() if now - v.at <= AUTH_SIGNAL_TTL
@@ -80,11 +82,11 @@ class Monitors:
         return Snapshot(
             now=now,
             agents=agents,
-            live_runs=tuple(rows.run(r) for r in live),
-            blocked=tuple(await blocked_issues(db.reader)),
-            empty_queues={r[0]: (r[1], r[2] or now) for r in empty},
+            live_runs=tuple(live),
+            blocked=tuple(await issue_store.blocked(reader)),
+            empty_queues={c: (beats, since or now) for c, (beats, since) in empty.items()},
             spend=costs.spend(),
-            escalations={r[0]: f"{r[1]} ({r[2]})" if r[2] else r[1] for r in esc},
+            escalations={i: f"{to} ({filed})" if filed else to for i, (to, filed) in esc.items()},
             auto_resets=await self.recovery.schedule(),
             auth_signals=dict(self.auth_signals),
         )
@@ -111,12 +113,10 @@ class Monitors:
             if f.kind is not AlertKind.BUDGET or f.reason_code != "stop":
                 continue
             async with self.db.write() as conn:
-                cur = await conn.execute(
-                    "INSERT INTO budget_actions (subject, month, action, at) VALUES (?, ?, "
-                    "'pause', ?) ON CONFLICT DO NOTHING",
-                    (f.subject, month, self.clock.now()),
+                first = await recovery_store.take_budget_action(
+                    conn, f.subject, month, "pause", self.clock.now()
                 )
-            if cur.rowcount != 1:
+            if not first:
                 continue
             kind, _, ident = f.subject.partition(":")
             targets = (
@@ -243,13 +243,11 @@ class Monitors:
         await self.alerts.raise_(*find_blocked(snap, self.config))
 
     async def _escalations(self, issue_id: str, filed: str | None) -> dict[str, str]:
-        row: Any = await self.db.fetchone(
-            "SELECT escalated_to, escalation_issue FROM escalations WHERE issue_id = ?",
-            (issue_id,),
-        )
-        if row is None:
+        found = (await recovery_store.escalations(self.db.reader, issue_id)).get(issue_id)
+        if found is None:
             return {}
-        return {issue_id: f"{row[0]} ({row[1] or filed})" if (row[1] or filed) else row[0]}
+        to, issue = found
+        return {issue_id: f"{to} ({issue or filed})" if (issue or filed) else to}
 
     async def _assigned(self, e: IssueAssigned) -> None:
         """New work: the company's queue is no longer empty."""

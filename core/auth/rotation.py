@@ -21,7 +21,8 @@ from core.auth.tokens import write_token_file
 from core.errors import TokenInvalid
 from core.models import Agent, AgentStatus, AuthReason
 from core.service import FleetService
-from core.store import ops
+from core.store import agents as agent_store
+from core.store import audit
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +202,8 @@ async def rotate_agent(
     agent = await service.agent(agent_id)
     now = service.clock.now()
     async with service.db.write() as conn:
-        await conn.execute(
-            "UPDATE agents SET token_version = token_version + 1 WHERE id = ?", (agent.id,)
-        )
-        await ops.audit(conn, now, actor, "tokens.rotate", agent.id)
+        await agent_store.revoke_tokens(conn, agent.id)
+        await audit.record(conn, now, actor, "tokens.rotate", agent.id)
     agent = await service.agent(agent.id)
     check = (await asyncio.to_thread(_issue_and_check, auth, [agent]))[0]
     await record(service, [agent], AuthReport([check], auth.keyring.ring.active.kid))

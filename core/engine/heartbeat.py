@@ -16,7 +16,9 @@ from core.errors import TokenInvalid
 from core.events import Event
 from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
 from core.service import FleetService
-from core.store import ops, rows
+from core.store import agents as agent_store
+from core.store import heartbeats
+from core.store import issues as issue_store
 
 # Statuses a heartbeat skips without looking at the inbox, with the outcome it records.
 _SKIPPED = {
@@ -43,18 +45,10 @@ class Heartbeat:
 
     async def due(self, now: float, limit: int = 1000) -> list[str]:
         """Agents whose heartbeat is due, most overdue first (an index range scan)."""
-        found = await self.db.fetchall(
-            "SELECT id FROM agents WHERE deleted_at IS NULL AND next_heartbeat_at <= ? "
-            "ORDER BY next_heartbeat_at LIMIT ?",
-            (now, limit),
-        )
-        return [r[0] for r in found]
+        return await agent_store.due(self.db.reader, now, limit)
 
     async def next_due_at(self) -> float | None:
-        value = await self.db.scalar(
-            "SELECT min(next_heartbeat_at) FROM agents WHERE deleted_at IS NULL"
-        )
-        return None if value is None else float(value)
+        return await agent_store.next_due_at(self.db.reader)
 
     async def beat(self, agent_id: str, *, forced: bool = False) -> Beat | None:
         """Run the heartbeat if it is due (or `forced`); None if there was nothing to do."""
@@ -71,13 +65,13 @@ class Heartbeat:
         events: list[Event] = []
         run = issue = None
         async with self.db.write() as conn:
-            current = await ops.fetch_agent(conn, agent_id)
+            current = await agent_store.get(conn, agent_id)
             if current is None:
                 return None
             agent = current
             outcome = _SKIPPED.get(agent.status)
             if outcome is None and problem is not None:
-                changed = await ops.set_agent_status(
+                changed = await agent_store.set_status(
                     conn, agent, AgentStatus.UNAUTHENTICATED, now, problem.message, problem.code
                 )
                 events.extend([changed] if changed else [])
@@ -85,34 +79,21 @@ class Heartbeat:
             elif outcome is None:
                 if agent.status is AgentStatus.UNAUTHENTICATED:
                     # The token verifies again: back to work with no manual reset.
-                    changed = await ops.set_agent_status(conn, agent, AgentStatus.IDLE, now)
+                    changed = await agent_store.set_status(conn, agent, AgentStatus.IDLE, now)
                     events.extend([changed] if changed else [])
-                # LIMIT 1 in one hop (execute_fetchall), not three: this runs every heartbeat.
-                found = await conn.execute_fetchall(
-                    f"SELECT {rows.ISSUE_COLUMNS} FROM issues WHERE assignee_id = ? "
-                    "AND status IN ('todo', 'in_progress') "
-                    "AND (lease_run_id IS NULL OR lease_until < ?) "
-                    "AND (not_before IS NULL OR not_before <= ?) "
-                    "ORDER BY created_at, number LIMIT 1",
-                    (agent.id, now, now),
-                )
-                row = next(iter(found), None)
-                if row is not None:
-                    issue = rows.issue(row)
+                issue = await issue_store.next_workable(conn, agent.id, now)
+                if issue is not None:
                     run = await self.service.runs.open(conn, agent, issue, now)
                 if run is None:
                     outcome = HeartbeatOutcome.NO_WORK
                 else:
                     outcome = HeartbeatOutcome.DISPATCHED
-                    idle = await ops.fetch_agent(conn, agent.id)
+                    idle = await agent_store.get(conn, agent.id)
                     assert idle is not None
-                    changed = await ops.set_agent_status(conn, idle, AgentStatus.RUNNING, now)
+                    changed = await agent_store.set_status(conn, idle, AgentStatus.RUNNING, now)
                     events.extend([changed] if changed else [])
-            await conn.execute(
-                "UPDATE agents SET next_heartbeat_at = ? WHERE id = ?",
-                (now + agent.heartbeat_seconds, agent.id),
-            )
-            await ops.count_heartbeat(conn, agent.id, now, outcome.value)
+            await agent_store.beat_at(conn, agent.id, now + agent.heartbeat_seconds)
+            await heartbeats.count(conn, agent.id, now, outcome.value)
             await note_beat(conn, agent.company_id, outcome, now)  # the queue_empty monitor
         self.service.events.publish(*events)
         return Beat(agent, outcome, run, issue if run is not None else None)

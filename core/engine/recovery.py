@@ -1,15 +1,15 @@
 """Recovery that never re-runs finished work, escalation of blocked issues, auto-reset.
 
 Three lines of defence against the field notes' loop (84 re-runs of closed issues):
-1. Every re-dispatch is a compare-and-set on the issue's status and lease in the very
-   transaction that opens the run (core.runs.RunBook.open); recovery's own writes are
+1. Every re-dispatch is a compare-and-set on the issue being workable (core.store.issues) in
+   the very transaction that opens the run (core.runs.RunBook.open); recovery's own writes are
    compare-and-sets too, never decisions taken on an earlier read.
-2. Each issue has an attempt budget (core.store.ops.release_issue); a spent budget blocks it,
-   and `escalate` files the blocker with the nearest working manager up the reports_to chain
-   (the owners always get the issue_blocked alert).
-3. `guard_dispatch`: an issue dispatched `recovery_loop_dispatches` times within
-   `recovery_loop_window` is blocked instead of dispatched again, and recorded so the monitors
-   raise recovery_loop.
+2. Each issue has an attempt budget (core.engine.retry); a spent budget blocks it, and
+   `escalate` files the blocker with the nearest working manager up the reports_to chain (the
+   owners always get the issue_blocked alert).
+3. The loop guard (core.runs.guard_dispatch): an issue dispatched `recovery_loop_dispatches`
+   times within `recovery_loop_window` is blocked instead of dispatched again, and recorded so
+   the monitors raise recovery_loop.
 
 Auto-reset (alerts.auto_reset_after, off by default) retries an agent stuck in error after a
 delay that doubles with each attempt up to alerts.auto_reset_max; a successful run starts the
@@ -18,64 +18,49 @@ count again.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-import aiosqlite
-
-from core.config import Config, MonitorsConfig
+from core.clock import Clock
+from core.config import Config
 from core.errors import FleetbotError
 from core.models import Agent, AgentStatus, Issue, IssueStatus
-from core.store import ops, rows
-
-if TYPE_CHECKING:
-    from core.service import FleetService
+from core.store import issues as issue_store
+from core.store import recovery as recovery_store
+from core.store.db import Database
 
 log = logging.getLogger(__name__)
 
 ESCALATION_ACTOR = "fleetbot:escalation"
 AUTO_RESET_ACTOR = "fleetbot:auto-reset"
-# How an issue blocked by the loop guard starts its reason (the monitors tell the kinds apart).
-LOOP_REASON = "recovery loop stopped:"
 
 
-async def guard_dispatch(
-    conn: aiosqlite.Connection, issue_id: str, now: float, cfg: MonitorsConfig
-) -> bool:
-    """May `issue_id` be dispatched once more? If it already was `recovery_loop_dispatches`
-    times within the window, block it (compare-and-set on its open status), record the loop,
-    and answer False. Runs inside the dispatching transaction."""
-    since = now - cfg.recovery_loop_window
-    async with conn.execute(
-        "SELECT count(*) FROM runs WHERE issue_id = ? AND started_at > ?", (issue_id, since)
-    ) as cur:
-        (count,) = await cur.fetchone() or (0,)
-    if count < cfg.recovery_loop_dispatches:
-        return True
-    minutes = cfg.recovery_loop_window / 60
-    reason = (
-        f"{LOOP_REASON} dispatched {count} times within {minutes:.0f} min; "
-        "find out why it keeps coming back before moving it to todo"
-    )
-    cur = await conn.execute(
-        "UPDATE issues SET status = 'blocked', reason = ?, lease_run_id = NULL, "
-        "lease_until = NULL, updated_at = ? WHERE id = ? AND status IN ('todo', 'in_progress') "
-        "AND (lease_run_id IS NULL OR lease_until < ?)",
-        (reason, now, issue_id, now),
-    )
-    if cur.rowcount == 1:
-        await conn.execute(
-            "INSERT INTO recovery_loops (issue_id, dispatches, window_seconds, at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (issue_id) DO UPDATE SET "
-            "dispatches = excluded.dispatches, window_seconds = excluded.window_seconds, "
-            "at = excluded.at",
-            (issue_id, count, cfg.recovery_loop_window, now),
-        )
-        await ops.audit(conn, now, "fleetbot", "issue.recovery_loop", issue_id, reason)
-    return False
+class Facade(Protocol):
+    """What recovery asks of the service facade (core.service.FleetService is one)."""
+
+    db: Database
+    clock: Clock
+
+    async def issue(self, issue_id: str) -> Issue: ...
+
+    async def agents(self, company_id: str | None = None) -> list[Agent]: ...
+
+    async def file_issue(
+        self,
+        *,
+        title: str,
+        assignee: str,
+        actor: str,
+        company: str | None = None,
+        body: str = "",
+        model: str | None = None,
+    ) -> Issue: ...
+
+    async def wake(self, agent_id: str, actor: str, *, audited: bool = True) -> Agent: ...
+
+    async def reset(self, agent_id: str, actor: str) -> Agent: ...
 
 
 def reports_chain(agent_id: str | None, agents: Mapping[str, Agent]) -> list[Agent]:
@@ -111,7 +96,7 @@ class RetryCandidate:
 
 
 class Recovery:
-    def __init__(self, service: FleetService, config: Config) -> None:
+    def __init__(self, service: Facade, config: Config) -> None:
         self.service = service
         self.db = service.db
         self.clock = service.clock
@@ -130,24 +115,12 @@ class Recovery:
         """Leases past their time whose run is not live. Only the lease is dropped: a done or
         cancelled issue stays done or cancelled."""
         async with self.db.write() as conn:
-            cur = await conn.execute(
-                "UPDATE issues SET lease_run_id = NULL, lease_until = NULL WHERE "
-                "lease_run_id IS NOT NULL AND lease_until < ? AND NOT EXISTS (SELECT 1 FROM "
-                "runs r WHERE r.id = issues.lease_run_id AND r.status = 'running')",
-                (now,),
-            )
-            return cur.rowcount
+            return await issue_store.clear_stale_leases(conn, now)
 
     async def retry_candidates(self, now: float) -> list[RetryCandidate]:
         """Open issues whose backoff after a failed run is over (a read; `requeue` re-checks)."""
-        found = await self.db.fetchall(
-            "SELECT i.id, i.assignee_id, i.not_before FROM issues i JOIN agents a ON "
-            "a.id = i.assignee_id WHERE i.status IN ('todo', 'in_progress') AND "
-            "i.not_before IS NOT NULL AND i.not_before <= ? AND i.lease_run_id IS NULL "
-            "AND a.status = 'idle' AND a.deleted_at IS NULL ORDER BY i.not_before LIMIT 500",
-            (now,),
-        )
-        return [RetryCandidate(r[0], r[1], r[2]) for r in found]
+        found = await issue_store.retry_candidates(self.db.reader, now)
+        return [RetryCandidate(*r) for r in found]
 
     async def requeue(self, candidates: list[RetryCandidate]) -> list[str]:
         """Wake each candidate's agent, if the issue is *still* open, unleased and due: the
@@ -156,13 +129,8 @@ class Recovery:
         woken: list[str] = []
         for c in candidates:
             async with self.db.write() as conn:
-                cur = await conn.execute(
-                    "UPDATE issues SET not_before = NULL WHERE id = ? AND assignee_id = ? AND "
-                    "status IN ('todo', 'in_progress') AND not_before = ? AND not_before <= ? "
-                    "AND (lease_run_id IS NULL OR lease_until < ?)",
-                    (c.issue_id, c.agent_id, c.not_before, now, now),
-                )
-            if cur.rowcount == 1:
+                due = await issue_store.end_backoff(conn, c.issue_id, c.agent_id, c.not_before, now)
+            if due:
                 woken.append(c.issue_id)
                 await self.service.wake(c.agent_id, "fleetbot:recovery", audited=False)
         return woken
@@ -183,18 +151,11 @@ class Recovery:
         )
         now = self.clock.now()
         async with self.db.write() as conn:
-            cur = await conn.execute(
-                "INSERT INTO escalations (issue_id, chain, escalated_to, at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (issue_id) DO NOTHING",
-                (
-                    issue.id,
-                    json.dumps([a.id for a in chain]),
-                    target.id if target else "owner",
-                    now,
-                ),
+            first = await recovery_store.escalate(
+                conn, issue.id, [a.id for a in chain], target.id if target else "owner", now
             )
-            if cur.rowcount != 1:
-                return None
+        if not first:
+            return None
         if target is None:
             return None
         filed = await self.service.file_issue(
@@ -205,10 +166,7 @@ class Recovery:
             body=_escalation_body(issue, chain, agents),
         )
         async with self.db.write() as conn:
-            await conn.execute(
-                "UPDATE escalations SET escalation_issue = ? WHERE issue_id = ?",
-                (filed.id, issue.id),
-            )
+            await recovery_store.escalated_as(conn, issue.id, filed.id)
         log.info("%s is blocked; escalated to %s as %s", issue.id, target.id, filed.id)
         return filed.id
 
@@ -221,42 +179,25 @@ class Recovery:
             return None
         now = self.clock.now()
         async with self.db.write() as conn:
-            async with conn.execute(
-                "SELECT attempts FROM auto_resets WHERE agent_id = ?", (agent_id,)
-            ) as cur:
-                row = await cur.fetchone()
-            attempts = row[0] if row else 0
+            attempts = await recovery_store.auto_reset_attempts(conn, agent_id)
             at = now + auto_reset_delay(attempts, after, self.config.alerts.auto_reset_max)
-            await conn.execute(
-                "INSERT INTO auto_resets (agent_id, attempts, next_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (agent_id) DO UPDATE SET next_at = excluded.next_at",
-                (agent_id, attempts, at),
-            )
+            await recovery_store.schedule_auto_reset(conn, agent_id, attempts, at)
         return at
 
     async def note_success(self, agent_id: str) -> None:
         """A run succeeded: the next error starts the backoff from the beginning."""
         async with self.db.write() as conn:
-            await conn.execute("DELETE FROM auto_resets WHERE agent_id = ?", (agent_id,))
+            await recovery_store.forget_auto_resets(conn, agent_id)
 
     async def auto_reset_due(self) -> list[str]:
         if not self.config.alerts.auto_reset_after:
             return []
         now = self.clock.now()
-        found = await self.db.fetchall(
-            "SELECT r.agent_id FROM auto_resets r JOIN agents a ON a.id = r.agent_id "
-            "WHERE r.next_at <= ? AND a.status = 'error' AND a.deleted_at IS NULL",
-            (now,),
-        )
         done = []
-        for (agent_id,) in found:
+        for agent_id in await recovery_store.auto_resets_due(self.db.reader, now):
             async with self.db.write() as conn:
-                cur = await conn.execute(
-                    "UPDATE auto_resets SET attempts = attempts + 1, next_at = NULL, last_at = ? "
-                    "WHERE agent_id = ? AND next_at <= ?",
-                    (now, agent_id, now),
-                )
-            if cur.rowcount != 1:
+                taken = await recovery_store.take_auto_reset(conn, agent_id, now)
+            if not taken:
                 continue
             try:
                 await self.service.reset(agent_id, AUTO_RESET_ACTOR)
@@ -268,8 +209,7 @@ class Recovery:
 
     async def schedule(self) -> dict[str, tuple[int, float | None]]:
         """agent id -> (auto-resets so far, next one at), for the alerts' text."""
-        found = await self.db.fetchall("SELECT agent_id, attempts, next_at FROM auto_resets")
-        return {r[0]: (r[1], r[2]) for r in found}
+        return await recovery_store.auto_reset_schedule(self.db.reader)
 
 
 def _escalation_body(issue: Issue, chain: list[Agent], agents: Mapping[str, Agent]) -> str:
@@ -282,10 +222,3 @@ def _escalation_body(issue: Issue, chain: list[Agent], agents: Mapping[str, Agen
         f"Decide: reassign it (/assign {issue.id} …), split it into smaller issues, or cancel "
         "it. Moving it back to todo gives it a fresh attempt budget."
     )
-
-
-async def blocked_issues(conn: aiosqlite.Connection) -> list[Issue]:
-    async with conn.execute(
-        f"SELECT {rows.ISSUE_COLUMNS} FROM issues WHERE status = 'blocked' ORDER BY updated_at"
-    ) as cur:
-        return [rows.issue(r) for r in await cur.fetchall()]

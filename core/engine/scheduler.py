@@ -14,19 +14,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import TypeAdapter
 
 from core.auth.agent_auth import AgentAuth
 from core.clock import Clock
+from core.config import RuntimeConfig
 from core.engine.heartbeat import Beat, Heartbeat
 from core.errors import AgentFailure
 from core.events import Event, IssueAssigned, RunEnded, WakeRequested
 from core.models import Agent, HeartbeatOutcome, RunStatus
+from core.runtimes import build_runtime
 from core.runtimes.base import Dispatch, RunReporter, Runtime
 from core.service import FleetService
+from core.store import issues as issue_store
 
 log = logging.getLogger(__name__)
 
 RuntimeFactory = Callable[[Agent], Runtime]
+_RUNTIME_CONFIG: TypeAdapter[RuntimeConfig] = TypeAdapter(RuntimeConfig)
 
 
 class RuntimePool:
@@ -38,16 +43,11 @@ class RuntimePool:
         self._by_agent: dict[str, tuple[str, Runtime]] = {}
 
     def __call__(self, agent: Agent) -> Runtime:
-        from pydantic import TypeAdapter
-
-        from core.config import RuntimeConfig
-        from core.runtimes import build_runtime
-
         key = repr(sorted(agent.runtime.items()))
         cached = self._by_agent.get(agent.id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        cfg = TypeAdapter(RuntimeConfig).validate_python(agent.runtime)
+        cfg = _RUNTIME_CONFIG.validate_python(agent.runtime)
         runtime = build_runtime(cfg, self.env, self.reporter)
         self._by_agent[agent.id] = (key, runtime)
         return runtime
@@ -175,14 +175,7 @@ class Scheduler:
     async def _wake_if_work(self, agent_id: str) -> None:
         """Beat the agent now if it has work it could start now; otherwise do nothing (a
         beat with no work would be counted as a heartbeat that never was scheduled)."""
-        now = self.clock.now()
-        ready = await self.service.db.scalar(
-            "SELECT 1 FROM issues WHERE assignee_id = ? AND status IN ('todo', 'in_progress') "
-            "AND (lease_run_id IS NULL OR lease_until < ?) "
-            "AND (not_before IS NULL OR not_before <= ?) LIMIT 1",
-            (agent_id, now, now),
-        )
-        if ready:
+        if await issue_store.has_workable(self.service.db.reader, agent_id, self.clock.now()):
             await self._beat(agent_id, forced=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:

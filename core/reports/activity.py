@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.clock import day_key
 from core.models import Agent, AgentStatus, Company, Issue
-from core.store import rows
+from core.store import agents as agent_store
+from core.store import companies
+from core.store import reports as totals
 from core.store.db import Database
 
 # Agent statuses the digest calls out: someone should look at these.
@@ -42,55 +43,25 @@ async def fleet_activity(
 ) -> list[CompanyActivity]:
     """Per company: work filed, finished and blocked, runs and spend since `since`, agents that
     need a human, and (if `summaries` > 0) that many newest agent summaries."""
-    out = {
-        r["id"]: CompanyActivity(rows.company(r))
-        for r in await db.fetchall("SELECT id, name, prefix, chat FROM companies ORDER BY id")
-    }
-    for r in await db.fetchall(
-        "SELECT company_id, count(*) FROM issues WHERE created_at >= ? GROUP BY company_id",
-        (since,),
-    ):
-        out[r[0]].filed = r[1]
-    for r in await db.fetchall(
-        "SELECT company_id, count(*) FROM issues WHERE status = 'done' AND updated_at >= ? "
-        "GROUP BY company_id",
-        (since,),
-    ):
-        out[r[0]].done = r[1]
-    for r in await db.fetchall(
-        f"SELECT {rows.ISSUE_COLUMNS} FROM issues WHERE status = 'blocked' "
-        "ORDER BY updated_at DESC LIMIT 200"
-    ):
-        issue = rows.issue(r)
+    reader = db.reader
+    out = {c.id: CompanyActivity(c) for c in await companies.every(reader)}
+    for company_id, n in (await totals.filed_since(reader, since)).items():
+        out[company_id].filed = n
+    for company_id, n in (await totals.done_since(reader, since)).items():
+        out[company_id].done = n
+    for issue in await totals.newest_blocked(reader):
         out[issue.company_id].blocked.append(issue)
-    for r in await db.fetchall(
-        "SELECT a.company_id, r.status, count(*), coalesce(sum(r.cost), 0) FROM runs r "
-        "JOIN agents a ON a.id = r.agent_id WHERE r.started_at >= ? GROUP BY 1, 2",
-        (since,),
-    ):
-        act = out[r[0]]
-        act.runs[r[1]] = r[2]
-        act.cost += r[3]
-    for r in await db.fetchall(
-        "SELECT a.company_id, sum(h.count) FROM heartbeats h JOIN agents a ON a.id = h.agent_id "
-        "WHERE h.day >= ? AND h.outcome = 'no_work' GROUP BY a.company_id",
-        (day_key(since),),
-    ):
-        out[r[0]].saved_calls = r[1]
-    marks = ",".join("?" for _ in ATTENTION)
-    for r in await db.fetchall(
-        f"SELECT {rows.AGENT_COLUMNS} FROM agents WHERE deleted_at IS NULL "
-        f"AND status IN ({marks}) ORDER BY company_id, id",
-        tuple(s.value for s in ATTENTION),
-    ):
-        agent = rows.agent(r)
+    for company_id, status, n, cost in await totals.runs_by_status(reader, since):
+        act = out[company_id]
+        act.runs[status] = n
+        act.cost += cost
+    for company_id, n in (await totals.saved_calls_by_agent_company(reader, since)).items():
+        out[company_id].saved_calls = n
+    for agent in await agent_store.in_status(reader, ATTENTION):
         out[agent.company_id].attention.append(agent)
     if summaries > 0:
-        for r in await db.fetchall(
-            "SELECT s.agent_id, a.company_id, s.issue_id, s.body, s.created_at FROM summaries s "
-            "JOIN agents a ON a.id = s.agent_id WHERE s.created_at >= ? "
-            "ORDER BY s.id DESC LIMIT ?",
-            (since, summaries),
+        for agent_id, company_id, issue_id, body, at in await totals.summaries_since(
+            reader, since, summaries
         ):
-            out[r[1]].summaries.append(Summary(r[0], r[2], r[3], r[4]))
+            out[company_id].summaries.append(Summary(agent_id, issue_id, body, at))
     return list(out.values())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.clock import day_key, month_start
+from core.clock import month_start
 from core.models import Company
-from core.store import rows
+from core.store import companies
+from core.store import reports as totals
 from core.store.db import Database
 
 
@@ -27,32 +28,16 @@ class CompanyBoard:
 
 async def fleet_board(db: Database, now: float) -> list[CompanyBoard]:
     """One pass over the store; every query is an index scan or a small group-by."""
-    boards = {
-        r["id"]: CompanyBoard(rows.company(r))
-        for r in await db.fetchall("SELECT id, name, prefix, chat FROM companies ORDER BY id")
-    }
-    for r in await db.fetchall(
-        "SELECT company_id, status, count(*) FROM agents WHERE deleted_at IS NULL "
-        "GROUP BY company_id, status"
-    ):
-        boards[r[0]].agents[r[1]] = r[2]
-    for r in await db.fetchall(
-        "SELECT company_id, status, count(*) FROM issues GROUP BY company_id, status"
-    ):
-        boards[r[0]].issues[r[1]] = r[2]
+    reader = db.reader
+    boards = {c.id: CompanyBoard(c) for c in await companies.every(reader)}
+    for company_id, status, n in await totals.agents_by_status(reader):
+        boards[company_id].agents[status] = n
+    for company_id, status, n in await totals.issues_by_status(reader):
+        boards[company_id].issues[status] = n
     since = month_start(now)
-    for r in await db.fetchall(
-        # runs.company_id and company_heartbeats (schema migration 3) spare a join per row.
-        "SELECT company_id, count(*), coalesce(sum(input_tokens + output_tokens), 0), "
-        "coalesce(sum(cost), 0) FROM runs WHERE started_at >= ? GROUP BY company_id",
-        (since,),
-    ):
-        b = boards[r[0]]
-        b.llm_calls, b.tokens, b.cost = r[1], r[2], r[3]
-    for r in await db.fetchall(
-        "SELECT company_id, sum(count) FROM company_heartbeats "
-        "WHERE outcome = 'no_work' AND day >= ? GROUP BY company_id",
-        (day_key(since),),
-    ):
-        boards[r[0]].saved_calls = r[1]
+    for company_id, runs, tokens, cost in await totals.company_runs(reader, since):
+        b = boards[company_id]
+        b.llm_calls, b.tokens, b.cost = runs, tokens, cost
+    for company_id, saved in (await totals.company_saved_calls(reader, since)).items():
+        boards[company_id].saved_calls = saved
     return list(boards.values())

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from core.clock import Clock, day_key, month_start, utc
-from core.models import HeartbeatOutcome
+from core.clock import Clock, month_start, utc
+from core.store import reports as totals
 from core.store.db import Database
 
 
@@ -76,28 +76,20 @@ class CostBook:
         """The calendar month (UTC) around `at` (default now), optionally one company's."""
         start = month_start(self.clock.now() if at is None else at)
         end = _next_month(start)
-        where, args = "", tuple[str, ...]()
-        if company_id is not None:
-            where, args = " AND a.company_id = ?", (company_id,)
         agents: dict[str, Usage] = {}
         company_of: dict[str, str] = {}
-        for r in await self.db.fetchall(
-            "SELECT r.agent_id, a.company_id, count(*), sum(r.input_tokens), "
-            "sum(r.output_tokens), sum(r.cost) FROM runs r JOIN agents a ON a.id = r.agent_id "
-            f"WHERE r.started_at >= ? AND r.started_at < ?{where} GROUP BY r.agent_id",
-            (start, end, *args),
+        reader = self.db.reader
+        for agent_id, cid, runs, tokens_in, tokens_out, cost in await totals.agent_usage(
+            reader, start, end, company_id
         ):
-            company_of[r[0]] = r[1]
-            agents[r[0]] = Usage(r[2], r[3] or 0, r[4] or 0, float(r[5] or 0.0))
+            company_of[agent_id] = cid
+            agents[agent_id] = Usage(runs, tokens_in, tokens_out, cost)
         saved: dict[str, dict[str, int]] = {}
-        for r in await self.db.fetchall(
-            "SELECT h.agent_id, a.company_id, h.outcome, sum(h.count) FROM heartbeats h "
-            "JOIN agents a ON a.id = h.agent_id WHERE h.day >= ? AND h.day < ? AND h.outcome != ?"
-            f"{where} GROUP BY h.agent_id, h.outcome",
-            (day_key(start), day_key(end), HeartbeatOutcome.DISPATCHED.value, *args),
+        for agent_id, cid, outcome, beats in await totals.agent_skipped_beats(
+            reader, start, end, company_id
         ):
-            company_of[r[0]] = r[1]
-            saved.setdefault(r[0], {})[r[2]] = int(r[3])
+            company_of[agent_id] = cid
+            saved.setdefault(agent_id, {})[outcome] = beats
         for agent_id, by in saved.items():
             base = agents.get(agent_id, Usage())
             agents[agent_id] = replace(base, saved_calls=sum(by.values()), saved_by=by)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -147,18 +147,31 @@ class Database:
         return self._reader
 
     async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        # One hop to the connection's thread instead of three (execute, fetch, close): the
-        # hops, not SQLite, dominate small reads such as the heartbeat sweep.
-        return list(await self.reader.execute_fetchall(sql, tuple(args)))
+        return await fetch_all(self.reader, sql, tuple(args))
 
     async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        """The first row of a one-row query (a key lookup, an aggregate): every row is read in
-        one hop, so add LIMIT 1 to queries that could match many."""
-        found = list(await self.reader.execute_fetchall(sql, tuple(args)))
-        return found[0] if found else None
+        """The first row of a one-row query; see `fetch_one`."""
+        return await fetch_one(self.reader, sql, tuple(args))
 
     async def scalar(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return await self._scalar(self.reader, sql, args)
+
+
+async def fetch_all(
+    conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()
+) -> list[aiosqlite.Row]:
+    # One hop to the connection's thread instead of three (execute, fetch, close): the hops,
+    # not SQLite, dominate small reads such as the heartbeat sweep.
+    return list(await conn.execute_fetchall(sql, args))
+
+
+async def fetch_one(
+    conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()
+) -> aiosqlite.Row | None:
+    """The first row of a one-row query (a key lookup, an aggregate): every row is read in one
+    hop, so add LIMIT 1 to queries that could match many."""
+    found = await fetch_all(conn, sql, args)
+    return found[0] if found else None
 
 
 def _statements(script: str) -> list[str]:

@@ -35,7 +35,7 @@ from core.fleet import Fleet
 from core.models import Agent, AgentStatus, Issue, IssueStatus, Run, RunOutcome, RunStatus
 from core.reports.costs import CostBook
 from core.service import FleetService
-from core.store import ops
+from core.store import agents as agent_store
 from core.store.db import Database
 from tests.conftest import Stack, config_data, make_auth, open_stack, raises
 
@@ -130,10 +130,10 @@ def issue(reason: str, **kw: Any) -> Issue:
 async def break_agent(service: FleetService, agent_id: str, status: AgentStatus, code: str) -> None:
     """Put an agent into `status` as a failed run would, event included."""
     async with service.db.write() as conn:
-        current = await ops.fetch_agent(conn, agent_id)
+        current = await agent_store.get(conn, agent_id)
         assert current is not None
         now = service.clock.now()
-        event = await ops.set_agent_status(conn, current, status, now, f"broken: {code}", code)
+        event = await agent_store.set_status(conn, current, status, now, f"broken: {code}", code)
     if event is not None:
         service.events.publish(event)
 

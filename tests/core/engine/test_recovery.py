@@ -20,7 +20,6 @@ from core.errors import AgentFailure
 from core.models import Agent, AgentStatus, IssueStatus, RunOutcome, RunStatus
 from core.reports.costs import CostBook
 from core.runtimes.base import Dispatch, DispatchResult
-from core.store import ops
 from tests.conftest import Stack, config_data, finishes, open_stack, raises
 
 
@@ -243,4 +242,7 @@ async def test_release_is_compare_and_set_on_the_lease(tmp_path: Path, clock: Ma
         await stack.scheduler.drain()
         async with stack.db.write() as conn:
             # A run that does not hold the lease releases nothing.
-            assert await ops.release_issue(conn, issue.id, "someone-else", clock.now(), 60) is None
+            assert (
+                await stack.service.runs.release(conn, issue.id, "someone-else", clock.now())
+                is None
+            )

@@ -13,7 +13,7 @@ from core.clock import ManualClock
 from core.config import Config, parse_config
 from core.reports.board import fleet_board
 from core.service import FleetService
-from core.store import ops
+from core.store import heartbeats
 from core.store.db import Database
 from core.store.schema import MIGRATIONS
 
@@ -70,7 +70,7 @@ async def test_heartbeat_totals_follow_inserts_updates_and_deletes(tmp_path: Pat
                 ("m2", NOW, "no_work", 4),
                 ("m2", NOW + 86400, "dispatched", 1),
             ]:
-                await ops.count_heartbeat(conn, agent, at, outcome, n)
+                await heartbeats.count(conn, agent, at, outcome, n)
         assert await _totals(db) == await _joined(db)
         assert (await _totals(db))[("matrix", "2026-01-11", "no_work")] == 5
         async with db.write() as conn:

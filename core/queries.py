@@ -1,0 +1,136 @@
+"""The read side of the service facade: lists, and lookups of what a person or an agent typed.
+
+core.service.FleetService extends `FleetQueries` with every change; callers use the facade.
+Reads go through the store's reader connection and see only committed data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+from core.clock import Clock
+from core.config import Config
+from core.errors import (
+    AgentNotFound,
+    AmbiguousAssignee,
+    CompanyNotFound,
+    InvalidInput,
+    IssueNotFound,
+)
+from core.models import Agent, Comment, Company, Issue, IssueStatus, Run
+from core.store import agents as agent_store
+from core.store import audit
+from core.store import companies as company_store
+from core.store import issues as issue_store
+from core.store import runs as run_store
+from core.store.db import Database
+
+_ISSUE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+@dataclass(frozen=True, slots=True)
+class IssueFilter:
+    company_id: str | None = None
+    assignee_id: str | None = None
+    statuses: tuple[IssueStatus, ...] = ()
+    limit: int = 50
+
+
+class FleetQueries:
+    def __init__(self, db: Database, config: Config, clock: Clock) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+
+    async def companies(self) -> list[Company]:
+        return await company_store.every(self.db.reader)
+
+    async def company(self, company_id: str) -> Company:
+        """By id or prefix, in any case; CompanyNotFound lists the companies there are."""
+        found = await company_store.lookup(self.db.reader, company_id.strip().lower())
+        if found is None:
+            known = ", ".join(c.id for c in await self.companies()) or "(none configured)"
+            raise CompanyNotFound(f"no company {company_id!r}; companies: {known}")
+        return found
+
+    async def agents(self, company_id: str | None = None) -> list[Agent]:
+        if company_id is not None:
+            company_id = (await self.company(company_id)).id
+        return await agent_store.roster(self.db.reader, company_id)
+
+    async def agent(self, agent_id: str) -> Agent:
+        found = await agent_store.get(self.db.reader, agent_id.strip().lower().lstrip("@"))
+        if found is None:
+            raise AgentNotFound(f"no agent {agent_id!r}; /agents lists them")
+        return found
+
+    async def maybe_agent(self, agent_id: str) -> Agent | None:
+        """The agent, or None if it does not exist (or was removed from the config)."""
+        return await agent_store.get(self.db.reader, agent_id)
+
+    async def issue(self, issue_id: str) -> Issue:
+        key = issue_id.strip().upper()
+        found = None
+        if key and set(key) <= _ISSUE_ID_CHARS:
+            found = await issue_store.get(self.db.reader, key)
+        if found is None:
+            raise IssueNotFound(f"no issue {issue_id!r}; issue ids look like ALI-12")
+        return found
+
+    async def issues(self, flt: IssueFilter | None = None) -> list[Issue]:
+        flt = flt or IssueFilter()
+        company_id = (await self.company(flt.company_id)).id if flt.company_id else None
+        return await issue_store.find(
+            self.db.reader,
+            company_id=company_id,
+            assignee_id=flt.assignee_id,
+            statuses=flt.statuses,
+            limit=max(1, min(flt.limit, 500)),
+        )
+
+    async def inbox(self, agent_id: str) -> list[Issue]:
+        """The agent's open work, oldest first (what a heartbeat would dispatch)."""
+        return await issue_store.inbox(self.db.reader, agent_id)
+
+    async def comments(self, issue_id: str) -> list[Comment]:
+        return await issue_store.comments(self.db.reader, issue_id)
+
+    async def recent_runs(self, agent_id: str | None = None, limit: int = 10) -> list[Run]:
+        return await run_store.recent(self.db.reader, agent_id, limit)
+
+    async def audit_log(self, limit: int = 50) -> list[aiosqlite.Row]:
+        return await audit.recent(self.db.reader, limit)
+
+    async def resolve_assignee(self, spec: str, company_id: str | None = None) -> Agent:
+        """An agent id, a role, or `role@company`; a role matching several agents is an
+        AmbiguousAssignee listing the choices."""
+        text = spec.strip().lower().lstrip("@")
+        if not text:
+            raise InvalidInput("name an assignee: an agent id or a role (e.g. cto or cto@aliens)")
+        if "@" in text:
+            text, _, scope = text.partition("@")
+            company_id = (await self.company(scope)).id
+        elif company_id is not None:
+            company_id = (await self.company(company_id)).id
+        agent = await self.maybe_agent(text)
+        if agent is not None:
+            if company_id is not None and agent.company_id != company_id:
+                raise InvalidInput(
+                    f"{agent.id} works for {agent.company_id}, not {company_id}; assign within "
+                    "the issue's company"
+                )
+            return agent
+        matches = await agent_store.with_role(self.db.reader, text, company_id)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            where = f" in {company_id}" if company_id else ""
+            raise AgentNotFound(f"no agent or role {spec!r}{where}; /agents lists them")
+        choices = [f"{a.id} ({a.role}@{a.company_id})" for a in matches]
+        raise AmbiguousAssignee(
+            f"{spec!r} matches {len(matches)} agents: {', '.join(choices)}. "
+            f"Name one agent id, or write {text}@COMPANY.",
+            choices=[a.id for a in matches],
+        )

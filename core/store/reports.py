@@ -1,0 +1,160 @@
+"""The group-by queries behind core.reports: small aggregates, each an index scan.
+
+runs.company_id and company_heartbeats (schema migration 3) spare the board a join per row.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from core.clock import day_key
+from core.models import HeartbeatOutcome, Issue
+from core.store import rows
+from core.store.db import fetch_all
+
+
+async def agents_by_status(conn: aiosqlite.Connection) -> list[tuple[str, str, int]]:
+    """(company id, agent status, agents)."""
+    found = await fetch_all(
+        conn,
+        "SELECT company_id, status, count(*) FROM agents WHERE deleted_at IS NULL "
+        "GROUP BY company_id, status",
+    )
+    return [(r[0], r[1], r[2]) for r in found]
+
+
+async def issues_by_status(conn: aiosqlite.Connection) -> list[tuple[str, str, int]]:
+    """(company id, issue status, issues)."""
+    found = await fetch_all(
+        conn, "SELECT company_id, status, count(*) FROM issues GROUP BY company_id, status"
+    )
+    return [(r[0], r[1], r[2]) for r in found]
+
+
+async def company_runs(
+    conn: aiosqlite.Connection, since: float
+) -> list[tuple[str, int, int, float]]:
+    """(company id, runs started since `since`, their tokens, their cost)."""
+    found = await fetch_all(
+        conn,
+        "SELECT company_id, count(*), coalesce(sum(input_tokens + output_tokens), 0), "
+        "coalesce(sum(cost), 0) FROM runs WHERE started_at >= ? GROUP BY company_id",
+        (since,),
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in found]
+
+
+async def company_saved_calls(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
+    """company id -> heartbeats that found no work, from the day of `since` on (the
+    per-company totals)."""
+    found = await fetch_all(
+        conn,
+        "SELECT company_id, sum(count) FROM company_heartbeats "
+        "WHERE outcome = 'no_work' AND day >= ? GROUP BY company_id",
+        (day_key(since),),
+    )
+    return {r[0]: r[1] for r in found}
+
+
+async def saved_calls_by_agent_company(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
+    """company id -> heartbeats that found no work, from the day of `since` on, counted over
+    the companies' current agents."""
+    found = await fetch_all(
+        conn,
+        "SELECT a.company_id, sum(h.count) FROM heartbeats h JOIN agents a ON a.id = h.agent_id "
+        "WHERE h.day >= ? AND h.outcome = 'no_work' GROUP BY a.company_id",
+        (day_key(since),),
+    )
+    return {r[0]: r[1] for r in found}
+
+
+async def filed_since(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
+    found = await fetch_all(
+        conn,
+        "SELECT company_id, count(*) FROM issues WHERE created_at >= ? GROUP BY company_id",
+        (since,),
+    )
+    return {r[0]: r[1] for r in found}
+
+
+async def done_since(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
+    found = await fetch_all(
+        conn,
+        "SELECT company_id, count(*) FROM issues WHERE status = 'done' AND updated_at >= ? "
+        "GROUP BY company_id",
+        (since,),
+    )
+    return {r[0]: r[1] for r in found}
+
+
+async def newest_blocked(conn: aiosqlite.Connection, limit: int = 200) -> list[Issue]:
+    found = await fetch_all(
+        conn,
+        f"SELECT {rows.ISSUE_COLUMNS} FROM issues WHERE status = 'blocked' "
+        "ORDER BY updated_at DESC LIMIT ?",
+        (limit,),
+    )
+    return [rows.issue(r) for r in found]
+
+
+async def runs_by_status(
+    conn: aiosqlite.Connection, since: float
+) -> list[tuple[str, str, int, float]]:
+    """(company id, run status, runs started since `since`, their cost)."""
+    found = await fetch_all(
+        conn,
+        "SELECT a.company_id, r.status, count(*), coalesce(sum(r.cost), 0) FROM runs r "
+        "JOIN agents a ON a.id = r.agent_id WHERE r.started_at >= ? GROUP BY 1, 2",
+        (since,),
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in found]
+
+
+async def summaries_since(
+    conn: aiosqlite.Connection, since: float, limit: int
+) -> list[tuple[str, str, str | None, str, float]]:
+    """(agent id, company id, issue id, body, created at) of the newest summaries."""
+    found = await fetch_all(
+        conn,
+        "SELECT s.agent_id, a.company_id, s.issue_id, s.body, s.created_at FROM summaries s "
+        "JOIN agents a ON a.id = s.agent_id WHERE s.created_at >= ? "
+        "ORDER BY s.id DESC LIMIT ?",
+        (since, limit),
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in found]
+
+
+async def agent_usage(
+    conn: aiosqlite.Connection, start: float, end: float, company_id: str | None
+) -> list[tuple[str, str, int, int, int, float]]:
+    """(agent id, company id, runs, input tokens, output tokens, cost) of runs started in
+    [start, end), of one company or all."""
+    where, args = "", tuple[str, ...]()
+    if company_id is not None:
+        where, args = " AND a.company_id = ?", (company_id,)
+    found = await fetch_all(
+        conn,
+        "SELECT r.agent_id, a.company_id, count(*), sum(r.input_tokens), "
+        "sum(r.output_tokens), sum(r.cost) FROM runs r JOIN agents a ON a.id = r.agent_id "
+        f"WHERE r.started_at >= ? AND r.started_at < ?{where} GROUP BY r.agent_id",
+        (start, end, *args),
+    )
+    return [(r[0], r[1], r[2], r[3] or 0, r[4] or 0, float(r[5] or 0.0)) for r in found]
+
+
+async def agent_skipped_beats(
+    conn: aiosqlite.Connection, start: float, end: float, company_id: str | None
+) -> list[tuple[str, str, str, int]]:
+    """(agent id, company id, heartbeat outcome, beats) of every beat that woke no model, on
+    the days of [start, end)."""
+    where, args = "", tuple[str, ...]()
+    if company_id is not None:
+        where, args = " AND a.company_id = ?", (company_id,)
+    found = await fetch_all(
+        conn,
+        "SELECT h.agent_id, a.company_id, h.outcome, sum(h.count) FROM heartbeats h "
+        "JOIN agents a ON a.id = h.agent_id WHERE h.day >= ? AND h.day < ? AND h.outcome != ?"
+        f"{where} GROUP BY h.agent_id, h.outcome",
+        (day_key(start), day_key(end), HeartbeatOutcome.DISPATCHED.value, *args),
+    )
+    return [(r[0], r[1], r[2], int(r[3])) for r in found]

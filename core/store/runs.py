@@ -1,0 +1,114 @@
+"""Runs in the store: opened, fed with usage, ended once (compare-and-set on `running`)."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from core.models import Agent, Run, RunStatus
+from core.store import rows
+from core.store.db import fetch_all, fetch_one
+
+_SELECT = f"SELECT {rows.RUN_COLUMNS} FROM runs"
+
+
+async def get(conn: aiosqlite.Connection, run_id: str) -> Run | None:
+    row = await fetch_one(conn, f"{_SELECT} WHERE id = ?", (run_id,))
+    return None if row is None else rows.run(row)
+
+
+async def recent(conn: aiosqlite.Connection, agent_id: str | None, limit: int) -> list[Run]:
+    """The newest runs (of one agent)."""
+    sql = _SELECT
+    args: tuple[str, ...] = ()
+    if agent_id is not None:
+        sql, args = sql + " WHERE agent_id = ?", (agent_id,)
+    found = await fetch_all(conn, sql + " ORDER BY started_at DESC LIMIT ?", (*args, limit))
+    return [rows.run(r) for r in found]
+
+
+async def live(conn: aiosqlite.Connection) -> list[Run]:
+    return [rows.run(r) for r in await fetch_all(conn, f"{_SELECT} WHERE status = 'running'")]
+
+
+async def live_ids(conn: aiosqlite.Connection) -> list[str]:
+    return [r[0] for r in await fetch_all(conn, "SELECT id FROM runs WHERE status = 'running'")]
+
+
+async def overdue_ids(conn: aiosqlite.Connection, now: float, limit: int = -1) -> list[str]:
+    """Live runs past their deadline (`limit` -1: all of them)."""
+    found = await fetch_all(
+        conn,
+        "SELECT id FROM runs WHERE status = 'running' AND deadline < ? LIMIT ?",
+        (now, limit),
+    )
+    return [r[0] for r in found]
+
+
+async def started_since(conn: aiosqlite.Connection, issue_id: str, since: float) -> int:
+    """How many runs of the issue started after `since`."""
+    row = await fetch_one(
+        conn, "SELECT count(*) FROM runs WHERE issue_id = ? AND started_at > ?", (issue_id, since)
+    )
+    return 0 if row is None else int(row[0])
+
+
+async def insert(
+    conn: aiosqlite.Connection,
+    run_id: str,
+    agent: Agent,
+    issue_id: str,
+    now: float,
+    deadline: float,
+    model: str,
+) -> Run:
+    await conn.execute(
+        "INSERT INTO runs (id, agent_id, company_id, issue_id, status, started_at, deadline, "
+        "max_turns, model, last_progress_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+        (run_id, agent.id, agent.company_id, issue_id, now, deadline, agent.max_turns, model, now),
+    )
+    run = await get(conn, run_id)
+    assert run is not None
+    return run
+
+
+async def attach_issue(conn: aiosqlite.Connection, run_id: str, issue_id: str) -> None:
+    """A run opened without an issue claimed one."""
+    await conn.execute("UPDATE runs SET issue_id = ? WHERE id = ?", (issue_id, run_id))
+
+
+async def record_usage(
+    conn: aiosqlite.Connection,
+    run_id: str,
+    *,
+    turns: int,
+    input_tokens: int,
+    output_tokens: int,
+    cost: float,
+    model: str | None,
+    now: float,
+) -> None:
+    """Usage totals so far; each only grows, so a repeated or late report changes nothing."""
+    await conn.execute(
+        "UPDATE runs SET turns = MAX(turns, ?), input_tokens = MAX(input_tokens, ?), "
+        "output_tokens = MAX(output_tokens, ?), cost = MAX(cost, ?), "
+        "model = COALESCE(?, model), last_progress_at = ? WHERE id = ?",
+        (turns, input_tokens, output_tokens, cost, model, now, run_id),
+    )
+
+
+async def end(
+    conn: aiosqlite.Connection,
+    run_id: str,
+    status: RunStatus,
+    reason: str,
+    reason_code: str,
+    summary: str,
+    now: float,
+) -> bool:
+    """End a live run; False if it had already ended (the first ending stays)."""
+    cur = await conn.execute(
+        "UPDATE runs SET status = ?, reason = ?, reason_code = ?, ended_at = ?, summary = ? "
+        "WHERE id = ? AND status = 'running'",
+        (status.value, reason, reason_code, now, summary, run_id),
+    )
+    return cur.rowcount == 1
