@@ -6,7 +6,8 @@ as they are and map the class to a status code, a reply or an exit code.
 FleetbotError
 ├── ConfigError                    the config file (or env override) is wrong; says file, key, fix
 ├── StoreError
-│   └── SchemaTooNew               the database was written by a newer fleetbot
+│   ├── SchemaTooNew               the database was written by a newer fleetbot
+│   └── InstanceLocked             another `fleetbot run` holds the database; names it
 ├── NotFound                       (HTTP 404)
 │   ├── CompanyNotFound
 │   ├── AgentNotFound
@@ -62,6 +63,10 @@ class StoreError(FleetbotError):
 
 class SchemaTooNew(StoreError):
     code = "schema_too_new"
+
+
+class InstanceLocked(StoreError):
+    code = "instance_locked"
 
 
 class NotFound(FleetbotError):

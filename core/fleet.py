@@ -24,6 +24,7 @@ from core.metrics import Metrics
 from core.reports.costs import CostBook
 from core.service import FleetService
 from core.store.db import Database
+from core.store.instance import InstanceLock
 
 
 class Fleet:
@@ -59,6 +60,10 @@ class Fleet:
         cfg = self.config
         check_single_source(cfg.auth.keyring, self.env, token_dir=cfg.auth.token_dir)
         self.events = EventBus()
+        # Before the database opens: a second `fleetbot run` must not touch it at all.
+        lock = InstanceLock(cfg.storage.path)
+        lock.acquire()
+        self._stack.callback(lock.release)
         self.db = await self._stack.enter_async_context(Database(cfg.storage.path))
         self.keyring = KeyRingFile(cfg.auth.keyring)
         self.auth = AgentAuth(self.keyring, cfg.auth, self.clock)
