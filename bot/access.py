@@ -13,18 +13,36 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from telegram import Update
+from telegram.ext import filters
 
 from bot.args import UsageError, command_rest
 from bot.desk import Call, Context, desk_of
-from bot.roles import BY_NAME, Command, Role
+from bot.roles import ANONYMOUS_ADMIN, BY_NAME, Command, Role
 from bot.views.html import esc
-from core.errors import FleetbotError
+from core import FleetbotError
 
 log = logging.getLogger(__name__)
+
+# What commands and typed answers act on: new messages only. python-telegram-bot hands edited
+# messages to CommandHandlers and MessageHandlers too, so an edited `/issue …` filed a second
+# issue; an edit changes what the chat shows, not what was asked.
+NEW_MESSAGES = filters.UpdateType.MESSAGE
+
+
+ANONYMOUS_HINT = (
+    "This message came from an anonymous group admin, so Telegram hides who sent it: "
+    "fleetbot sees only the group. Message me privately and send /whoami there to see your "
+    "own user id."
+)
 
 
 def refusal(user_id: int, role: Role, what: str, need: Role) -> str:
     """The answer to someone who may not do `what`."""
+    if user_id == ANONYMOUS_ADMIN:
+        return (
+            f"⛔ {ANONYMOUS_HINT} Commands work from your own account: in private, or here "
+            "with “Remain anonymous” turned off in your admin rights."
+        )
     if role is Role.STRANGER:
         return (
             "⛔ You are not on this fleet's desk.\n"

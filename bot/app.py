@@ -29,14 +29,14 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot.access import refusal
+from bot.access import NEW_MESSAGES, refusal
 from bot.desk import DESK_KEY, Desk, desk_of
 from bot.handlers import agents, alerts, auth, issues, overview
 from bot.handlers.buttons import on_button
 from bot.handlers.guided import build_form_handler
-from bot.logs import scrub
+from bot.redaction import scrub
 from bot.roles import COMMANDS, Access, Role
-from core.fleet import Fleet
+from core import Fleet
 
 log = logging.getLogger(__name__)
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -96,10 +96,10 @@ def build_application(
     # The form first: while it waits for a title, a typed line is its answer, not chatter.
     application.add_handler(build_form_handler(desk))
     for name, handler in HANDLERS.items():
-        application.add_handler(CommandHandler(name, handler))
+        application.add_handler(CommandHandler(name, handler, filters=NEW_MESSAGES))
     application.add_handler(CallbackQueryHandler(on_button))
     # Last in the group: only a command no handler above took reaches it.
-    application.add_handler(MessageHandler(filters.COMMAND, unknown_command))
+    application.add_handler(MessageHandler(NEW_MESSAGES & filters.COMMAND, unknown_command))
     application.add_error_handler(on_error)
     if daily_digest:
         overview.schedule_digest(application)

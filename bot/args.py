@@ -11,9 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.durations import USAGE as DURATION_USAGE
-from core.durations import parse_duration
-from core.models import OPEN_ISSUE_STATUSES, TERMINAL_ISSUE_STATUSES, IssueStatus
+from core import (
+    DURATION_USAGE,
+    OPEN_ISSUE_STATUSES,
+    TERMINAL_ISSUE_STATUSES,
+    IssueStatus,
+    parse_duration,
+)
 
 # A /command as Telegram marks it: the name and, in groups, @botname.
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{1,64})?(?=\s|$)")

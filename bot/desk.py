@@ -16,14 +16,12 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from bot.logs import scrub
+from bot.confirmations import Confirmations
+from bot.redaction import scrub
 from bot.roles import Access, Role
+from bot.views import keyboards
 from bot.views.html import split_html
-from core.alerting.book import AlertBook
-from core.clock import Clock
-from core.config import Config
-from core.fleet import Fleet
-from core.service import FleetService
+from core import AlertBook, Clock, Config, Fleet, FleetService
 
 log = logging.getLogger(__name__)
 DESK_KEY = "fleetbot.desk"
@@ -36,8 +34,8 @@ class Desk:
     access: Access
     # Seconds a guided /issue form waits for the next answer before it gives up.
     form_timeout: float = 600.0
-    # Seconds an "are you sure?" button for a bulk action stays valid.
-    confirm_ttl: float = 600.0
+    # The "are you sure?" prompts of bulk actions waiting for their tap (bot.confirmations).
+    confirmations: Confirmations = field(default_factory=Confirmations)
     # Team chats that became supergroups: new chat id -> the id the config still names.
     migrated: dict[str, str] = field(default_factory=dict)
 
@@ -126,6 +124,12 @@ class Call:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def confirm_keyboard(self, action: str, yes: str) -> InlineKeyboardMarkup:
+        """A "yes" and a "cancel" for a bulk action, asked by this person in this chat; the
+        buttons carry only the id of the confirmation the desk keeps (bot.confirmations)."""
+        pending = self.desk.confirmations.ask(action, self.user_id, self.chat_id or 0, self.now)
+        return keyboards.confirm_keyboard(pending.id, yes)
 
     async def reply(
         self, text: str, keyboard: InlineKeyboardMarkup | None = None

@@ -2,24 +2,16 @@
 
 Defence in depth: no code path logs a token on purpose, but libraries do log URLs (the Bot API
 puts the bot token in the URL), so every record passes through a filter that masks anything
-shaped like a bot token, a JWT or a bearer header.
+shaped like a bot token, a JWT or a bearer header (bot.redaction, the same masking as chat
+messages get).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 
-_SECRET = re.compile(
-    r"(\d{6,12}:[A-Za-z0-9_-]{30,})"  # Telegram bot token
-    r"|(eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]+)"  # JWT
-    r"|((?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,})"  # Authorization header value
-)
-
-
-def scrub(text: str) -> str:
-    return _SECRET.sub("[redacted]", text)
+from bot.redaction import scrub
 
 
 class ScrubSecrets(logging.Filter):

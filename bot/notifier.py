@@ -3,7 +3,8 @@
 Owners get alerts by DM (chat id = user id); each company's chat (and forum topic) gets its own
 company's alerts and summaries. A new alert is a message with buttons; later changes edit that
 message in place (a "message is not modified" answer counts as done); a resolved alert is edited
-into its resolved form with the buttons removed.
+into its resolved form with the buttons removed. What agents wrote (summaries, reasons) and
+any queued text has its secrets masked first (bot.redaction), as the logs do.
 
 Telegram's answers, each handled where it applies:
 - RetryAfter (429): the row and every send wait `retry_after` (a timedelta with
@@ -57,13 +58,10 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.redaction import scrub
 from bot.views.alerts import alert_keyboard, render_alert, render_summary
 from bot.views.html import esc
-from core.alerting.book import AlertBook
-from core.alerting.outbox import Outbox, OutboxRow
-from core.clock import Clock
-from core.errors import AlertNotFound
-from core.fleet import Fleet
+from core import AlertBook, AlertNotFound, Clock, Fleet, Outbox, OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +297,8 @@ class Notifier:
             if summary is None:
                 raise AlertNotFound("the summary is gone")
             return render_summary(summary), None
-        text = str(row.payload["text"])
+        # Masked like summaries (bot.redaction): whatever queued the text, no secret leaves.
+        text = scrub(str(row.payload["text"]))
         return (text if row.payload.get("html") else esc(text)), None
 
     async def _send(

@@ -20,10 +20,9 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.request import BaseRequest
 
 from bot.app import App, build_application, register_commands
-from bot.logs import scrub
 from bot.notifier import start_notifier
-from core.errors import ConfigError
-from core.fleet import Fleet
+from bot.redaction import scrub
+from core import ConfigError, Fleet
 
 log = logging.getLogger(__name__)
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts

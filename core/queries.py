@@ -20,11 +20,16 @@ from core.errors import (
     IssueNotFound,
 )
 from core.models import Agent, Comment, Company, Issue, IssueStatus, Run
-from core.store import agents as agent_store
-from core.store import audit
-from core.store import companies as company_store
-from core.store import issues as issue_store
-from core.store import runs as run_store
+from core.reports.activity import CompanyActivity, fleet_activity
+from core.reports.board import CompanyBoard, fleet_board
+from core.runs import RunBook
+from core.store import (
+    agents as agent_store,
+    audit,
+    companies as company_store,
+    issues as issue_store,
+    runs as run_store,
+)
 from core.store.db import Database
 
 _ISSUE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
@@ -39,6 +44,8 @@ class IssueFilter:
 
 
 class FleetQueries:
+    runs: RunBook  # set by FleetService, which owns the runs' write side
+
     def __init__(self, db: Database, config: Config, clock: Clock) -> None:
         self.db = db
         self.config = config
@@ -102,6 +109,23 @@ class FleetQueries:
 
     async def audit_log(self, limit: int = 50) -> list[aiosqlite.Row]:
         return await audit.recent(self.db.reader, limit)
+
+    async def run(self, run_id: str) -> Run:
+        """One run by id; RunNotFound if there is none."""
+        return await self.runs.get(run_id)
+
+    async def board(self, now: float) -> list[CompanyBoard]:
+        """The read model behind /status: per company, agents by status, work and spend."""
+        return await fleet_board(self.db, now)
+
+    async def activity(self, since: float, *, summaries: int = 0) -> list[CompanyActivity]:
+        """The read model behind the digest: what happened per company since `since`."""
+        return await fleet_activity(self.db, since, summaries=summaries)
+
+    async def health(self) -> int:
+        """Ask the store one question (raises StoreError if it cannot answer); its schema."""
+        await self.db.ping()
+        return self.db.schema_version
 
     async def resolve_assignee(self, spec: str, company_id: str | None = None) -> Agent:
         """An agent id, a role, or `role@company`; a role matching several agents is an

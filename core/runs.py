@@ -32,11 +32,14 @@ from core.errors import (
 from core.events import Event, EventBus, RunEnded, SummaryPosted
 from core.models import Agent, AgentStatus, Issue, IssueStatus, Run, RunOutcome, RunStatus
 from core.runtimes.base import DispatchResult
-from core.store import agents as agent_store
-from core.store import audit, summaries
-from core.store import issues as issue_store
-from core.store import recovery as recovery_store
-from core.store import runs as run_store
+from core.store import (
+    agents as agent_store,
+    audit,
+    issues as issue_store,
+    recovery as recovery_store,
+    runs as run_store,
+    summaries,
+)
 from core.store.db import Database
 
 # How an issue blocked by the loop guard starts its reason (the monitors tell the kinds apart).

@@ -25,9 +25,7 @@ from core.models import (
 )
 from core.queries import FleetQueries, IssueFilter
 from core.runs import RunBook
-from core.store import agents as agent_store
-from core.store import audit, summaries
-from core.store import issues as issue_store
+from core.store import agents as agent_store, audit, issues as issue_store, summaries
 from core.store.db import Database
 from core.store.sync import sync
 
@@ -292,6 +290,10 @@ class FleetService(FleetQueries):
             await agent_store.seen(conn, agent.id, now)
         self.events.publish(SummaryPosted(summary_id, agent.id, issue_id, "api"))
         return summary_id
+
+    async def claim(self, issue_id: str, run_id: str, agent_id: str) -> Issue:
+        """Take `issue_id` for the agent's live run; LeaseConflict if another run holds it."""
+        return await self.runs.claim(issue_id, run_id, agent_id)
 
     async def finish_run(
         self, run_id: str, agent_id: str, outcome: RunOutcome, summary: str = ""

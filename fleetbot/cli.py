@@ -11,16 +11,31 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from importlib import metadata
 from pathlib import Path
 
-from core.auth.agent_auth import AgentAuth, KeyRingFile
-from core.auth.keyring import KeyRing, check_single_source
-from core.clock import SystemClock
-from core.config import Config, load_config
-from core.errors import FleetbotError
-from core.events import EventBus
-from core.service import FleetService
-from core.store.db import Database
+from core import (
+    AgentAuth,
+    Config,
+    Database,
+    EventBus,
+    FleetbotError,
+    FleetService,
+    KeyRing,
+    KeyRingFile,
+    SystemClock,
+    check_single_source,
+    load_config,
+)
+
+
+def version() -> str:
+    """The installed distribution's version (the checkout's when run from it)."""
+    try:
+        return metadata.version("fleetbot")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
 
 EXAMPLE = Path(__file__).with_name("config.example.yaml")
 DEFAULT_CONFIG = "config.yaml"
@@ -50,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fleetbot",
         description="The operations desk for a team of AI agents, run from a phone.",
     )
+    parser.add_argument("--version", action="version", version=f"fleetbot {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -180,7 +196,7 @@ async def _auth_desk(
 
 
 async def _init_tokens(config: Config, env: Mapping[str, str]) -> bool:
-    from core.auth.rotation import issue_missing, self_test_async
+    from core import issue_missing, self_test_async
 
     async with _auth_desk(config, env) as (service, auth):
         agents = await service.agents()
@@ -196,7 +212,7 @@ async def _init_tokens(config: Config, env: Mapping[str, str]) -> bool:
 
 async def cmd_check(config: Config, env: Mapping[str, str], *, verbose: bool = False) -> int:
     """Config, key ring and every agent's token file; exit 0 only if every agent passes."""
-    from core.auth.rotation import self_test_async
+    from core import self_test_async
 
     agents = sum(len(c.agents) for c in config.companies)
     print(f"config ok: {len(config.companies)} companies, {agents} agents")
@@ -222,7 +238,7 @@ async def cmd_check(config: Config, env: Mapping[str, str], *, verbose: bool = F
 
 
 def _when(ts: float) -> str:
-    from core.clock import utc
+    from core import utc
 
     return utc(ts).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -230,7 +246,7 @@ def _when(ts: float) -> str:
 async def cmd_rotate(
     config: Config, env: Mapping[str, str], agent_id: str | None, *, verbose: bool = False
 ) -> int:
-    from core.auth.rotation import rotate_agent, rotate_all
+    from core import rotate_agent, rotate_all
 
     async with _auth_desk(config, env) as (service, auth):
         if agent_id:
@@ -267,7 +283,7 @@ async def cmd_jwks(config: Config, env: Mapping[str, str]) -> int:
 async def cmd_run(config: Config, env: Mapping[str, str], *, with_bot: bool) -> int:
     import logging
 
-    from core.fleet import Fleet
+    from core import Fleet
 
     log = logging.getLogger("fleetbot")
     stop = asyncio.Event()

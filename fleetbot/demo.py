@@ -18,11 +18,16 @@ from typing import Any, TextIO
 
 from bot import logs
 from bot.runner import BotRunner
-from core.auth.keyring import KeyRing
-from core.auth.tokens import TokenAuthority, write_token_file
-from core.clock import SystemClock
-from core.config import Config, parse_config, resolve_paths
-from core.fleet import Fleet
+from core import (
+    Config,
+    Fleet,
+    KeyRing,
+    SystemClock,
+    TokenAuthority,
+    parse_config,
+    resolve_paths,
+    write_token_file,
+)
 from fleetbot.terminal_chat import TerminalChat, stdin_lines
 from offline_botapi.server import OfflineBotAPI
 

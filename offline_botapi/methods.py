@@ -410,7 +410,8 @@ class BotApiMethods(OfflineState):
         if chat.user is not None:
             status = "member" if chat.user.id == user_id else "left"
         elif chat.members and chat.members[0] == user_id:
-            return {"status": "creator", "user": user.to_dict(), "is_anonymous": False}
+            anonymous = user_id in chat.anonymous
+            return {"status": "creator", "user": user.to_dict(), "is_anonymous": anonymous}
         else:
             status = "member" if user_id in chat.members else "left"
         return {"status": status, "user": user.to_dict()}

@@ -32,6 +32,10 @@ which PTB reports as ``NetworkError``; a bare 502 when served over HTTP).  By de
 429/5xx faults skip ``getUpdates`` so a background poller cannot swallow them; outages
 hit everything.  Group privacy mode is not emulated: the bot sees every group message.
 
+People: ``send_text`` (a message; from an admin who remains anonymous, see
+``set_anonymous_admin``, it comes from GroupAnonymousBot), ``edit_text`` (an
+``edited_message`` update, as when a user edits what they sent), ``press_button``.
+
 The server is split by concept: :mod:`offline_botapi.wire` (request decoding, param checks,
 transport and ASGI front end), :mod:`offline_botapi.state` (users, chats, messages, updates),
 :mod:`offline_botapi.methods` (the Bot API methods).  This module is the facade tests use;
@@ -44,7 +48,6 @@ import asyncio
 import contextlib
 import copy
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
@@ -53,18 +56,20 @@ from typing import TYPE_CHECKING, TypeVar
 from telegram.request import HTTPXRequest
 
 from offline_botapi.methods import BotApiMethods
-from offline_botapi.parse_mode import HTMLParseError as HTMLParseError
-from offline_botapi.parse_mode import ParsedText as ParsedText
-from offline_botapi.parse_mode import parse_html as parse_html
-from offline_botapi.parse_mode import strip_text as strip_text
-from offline_botapi.parse_mode import utf16_len as utf16_len
-from offline_botapi.state import ApiCall, Chat, Fault, User
-from offline_botapi.wire import JSON as JSON
-from offline_botapi.wire import MAX_BUTTONS as MAX_BUTTONS
-from offline_botapi.wire import MAX_CALLBACK_ANSWER as MAX_CALLBACK_ANSWER
-from offline_botapi.wire import MAX_CALLBACK_DATA_BYTES as MAX_CALLBACK_DATA_BYTES
-from offline_botapi.wire import MAX_TEXT as MAX_TEXT
+from offline_botapi.parse_mode import (
+    HTMLParseError as HTMLParseError,
+    ParsedText as ParsedText,
+    parse_html as parse_html,
+    strip_text as strip_text,
+    utf16_len as utf16_len,
+)
+from offline_botapi.state import ANONYMOUS_ADMIN, ApiCall, Chat, Fault, User, text_content
 from offline_botapi.wire import (
+    JSON as JSON,
+    MAX_BUTTONS as MAX_BUTTONS,
+    MAX_CALLBACK_ANSWER as MAX_CALLBACK_ANSWER,
+    MAX_CALLBACK_DATA_BYTES as MAX_CALLBACK_DATA_BYTES,
+    MAX_TEXT as MAX_TEXT,
     OfflineTransport,
     OutageError,
     Receive,
@@ -81,8 +86,6 @@ __all__ = ["ApiCall", "OfflineBotAPI", "OfflineTransport", "OutageError"]
 
 _T = TypeVar("_T")
 
-# A /command a user typed, as Telegram marks it with a bot_command entity.
-_USER_COMMAND_RE = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w@/])")
 _SUPERGROUP_BELOW = -1_000_000_000_000  # supergroup ids look like -100xxxxxxxxxx
 
 
@@ -235,6 +238,26 @@ class OfflineBotAPI(BotApiMethods):
             self._enqueue("message", self._new_message(chat, sender, None, content))
         return new_id
 
+    def set_anonymous_admin(self, chat_id: int, user_id: int, anonymous: bool = True) -> None:
+        """The group's creator turns "Remain anonymous" on (or off): from now on their
+        messages there come from GroupAnonymousBot with the group as ``sender_chat``.
+
+        As on Telegram, only in supergroups (switching it on upgrades a basic group); the
+        stand-in's only admin is the creator (the first member).  Button presses still show
+        who pressed.
+        """
+        chat = self._chat(chat_id)
+        if chat.type != "supergroup":
+            raise ValueError(
+                f"chat {chat_id} is not a supergroup; only those have anonymous admins"
+            )
+        if not chat.members or chat.members[0] != user_id:
+            raise ValueError(f"user {user_id} is not the creator of chat {chat_id}")
+        if anonymous:
+            chat.anonymous.add(user_id)
+        else:
+            chat.anonymous.discard(user_id)
+
     def block_bot(self, user_id: int, blocked: bool = True) -> None:
         """The user blocks (or with ``blocked=False`` unblocks) the bot."""
         self._user(user_id).blocked = blocked
@@ -266,19 +289,37 @@ class OfflineBotAPI(BotApiMethods):
                 raise ValueError(f"user {user_id} is not a member of {chat_id}")
         if thread_id is not None and thread_id not in chat.topics:
             raise ValueError(f"thread {thread_id} is not a topic of chat {chat.id}")
-        content: JSON = {"text": text}
-        entities = [
-            {
-                "type": "bot_command",
-                "offset": utf16_len(text[: m.start()]),
-                "length": utf16_len(m.group()),
-            }
-            for m in _USER_COMMAND_RE.finditer(text)
-        ]
-        if entities:
-            content["entities"] = entities
-        message = self._new_message(chat, user.to_dict(), thread_id, content)
+        content = text_content(text)
+        sender = user.to_dict()
+        if user_id in chat.anonymous:
+            sender = dict(ANONYMOUS_ADMIN)
+            content["sender_chat"] = chat.to_dict()
+        message = self._new_message(chat, sender, thread_id, content)
+        chat.authors[message["message_id"]] = user_id
         self._enqueue("message", message)
+        return copy.deepcopy(message)
+
+    async def edit_text(self, user_id: int, chat_id: int, message_id: int, text: str) -> JSON:
+        """A user edits a text message they sent; queues an ``edited_message`` update.
+
+        Like Telegram: only the author can edit, only text messages, and an edit that changes
+        nothing is refused.  The update carries the whole message as it is now (same id and
+        date, the new text and entities, an ``edit_date``).
+        """
+        chat = self._chat(chat_id)
+        if chat.authors.get(message_id) != user_id:
+            raise LookupError(f"user {user_id} wrote no message {message_id} in chat {chat_id}")
+        message = chat.messages[message_id]
+        if "text" not in message:
+            raise ValueError(f"message {message_id} has no text to edit")
+        if not text.strip() or utf16_len(text) > MAX_TEXT:
+            raise ValueError("users can only send 1-4096 characters of text")
+        if text == message["text"]:
+            raise ValueError("MESSAGE_NOT_MODIFIED: the edit changes nothing")
+        message.pop("entities", None)
+        message.update(text_content(text))
+        message["edit_date"] = max(int(self._clock()), message["date"])
+        self._enqueue("edited_message", message)
         return copy.deepcopy(message)
 
     async def press_button(

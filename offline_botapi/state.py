@@ -12,13 +12,42 @@ import asyncio
 import copy
 import itertools
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from offline_botapi.parse_mode import utf16_len
 from offline_botapi.wire import JSON, OutageError
+
+# A /command a user typed, as Telegram marks it with a bot_command entity.
+_USER_COMMAND_RE = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w@/])")
+# The sender Telegram puts on a message from an admin who "remains anonymous": the group itself
+# is in sender_chat, and nobody's user id is given away.
+ANONYMOUS_ADMIN: JSON = {
+    "id": 1087968824,
+    "is_bot": True,
+    "first_name": "Group",
+    "username": "GroupAnonymousBot",
+}
+
+
+def text_content(text: str) -> JSON:
+    """A user's text with the ``bot_command`` entities Telegram marks in it."""
+    content: JSON = {"text": text}
+    entities = [
+        {
+            "type": "bot_command",
+            "offset": utf16_len(text[: m.start()]),
+            "length": utf16_len(m.group()),
+        }
+        for m in _USER_COMMAND_RE.finditer(text)
+    ]
+    if entities:
+        content["entities"] = entities
+    return content
 
 
 @dataclass(frozen=True)
@@ -89,6 +118,8 @@ class Chat:
     next_message_id: int = 1
     messages: dict[int, JSON] = field(default_factory=dict)
     sources: dict[int, str] = field(default_factory=dict)  # bot messages: text as sent
+    authors: dict[int, int] = field(default_factory=dict)  # user messages: id -> who wrote it
+    anonymous: set[int] = field(default_factory=set)  # admins who post as the group itself
 
     def to_dict(self) -> JSON:
         """The chat as a Bot API ``Chat`` object."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.desk import DESK_KEY, Desk as BotDesk
 from bot.runner import BotRunner
 from core.auth.keyring import KeyRing
 from core.clock import ManualClock
@@ -91,9 +92,24 @@ class Desk:
     errors: ErrorLog
     seen: dict[int, int] = field(default_factory=dict)
 
+    @property
+    def bot_desk(self) -> BotDesk:
+        """The bot's own desk (its access rules, confirmations, clock)."""
+        app = self.runner.application
+        assert app is not None
+        desk: BotDesk = app.bot_data[DESK_KEY]
+        return desk
+
     async def ask(self, user: int, text: str, chat: int | None = None) -> dict[str, Any]:
         """Send `text` as `user` and return the bot's next message in that chat, once the
         command's audit row is written (the bot audits after it answers)."""
+        _, reply = await self.say(user, text, chat)
+        return reply
+
+    async def say(
+        self, user: int, text: str, chat: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Like `ask`, and also return the message the user sent (to edit it, say)."""
         before = await self.command_rows(user)
         sent = await self.api.send_text(user, text, chat_id=chat)
         if chat is None:
@@ -104,7 +120,7 @@ class Desk:
         async with asyncio.timeout(2):
             while await self.command_rows(user) == before:  # noqa: ASYNC110 - polls the store
                 await asyncio.sleep(0.002)
-        return reply
+        return sent, reply
 
     async def command_rows(self, user: int) -> int:
         """Audit rows the bot wrote for `user`'s commands (not the core's own rows)."""

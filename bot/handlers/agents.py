@@ -13,11 +13,8 @@ from bot import args
 from bot.access import guarded
 from bot.desk import Call, Desk, edit_html
 from bot.views import cards, keyboards, render
-from bot.views.keyboards import Press
-from bot.views.keyboards import StaleButton as Stale
-from core.auth.rotation import rotate_agent
-from core.errors import FleetbotError
-from core.models import Agent, AgentStatus
+from bot.views.keyboards import Press, StaleButton as Stale
+from core import Agent, AgentStatus, FleetbotError, rotate_agent
 
 BROKEN = (AgentStatus.ERROR, AgentStatus.UNAUTHENTICATED)
 
@@ -69,9 +66,7 @@ async def reset(call: Call) -> None:
             f"♻️ Reset {render.count(len(broken), 'agent')}? {render.esc(names)}{more}.\n"
             "They go back to idle and are woken. An agent whose token still fails stays "
             "unauthenticated (rotate its token first).",
-            keyboards.confirm_keyboard(
-                "reset_all", f"♻️ Reset {render.count(len(broken), 'agent')}", call.now
-            ),
+            call.confirm_keyboard("reset_all", f"♻️ Reset {render.count(len(broken), 'agent')}"),
         )
         return
     agent = await call.service.reset(target, call.actor)

@@ -17,12 +17,17 @@ from bot.desk import Call, Desk
 from bot.handlers.agents import broken_agents, reset_many
 from bot.handlers.auth import rotate_confirm
 from bot.views import cards, keyboards, render
-from bot.views.keyboards import Kind, Press, button
-from bot.views.keyboards import StaleButton as Stale
-from core.alerting.book import Alert, AlertMember, AlertState, Fix
-from core.durations import format_duration
-from core.errors import AlertNotFound
-from core.models import AgentStatus, IssueStatus
+from bot.views.keyboards import Kind, Press, StaleButton as Stale, button
+from core import (
+    AgentStatus,
+    Alert,
+    AlertMember,
+    AlertNotFound,
+    AlertState,
+    Fix,
+    IssueStatus,
+    format_duration,
+)
 
 MAX_ALERT_ROWS = 6  # alerts that get their own buttons in /alerts
 MUTE_CHOICES = {"1h": 3600.0, "4h": 4 * 3600.0, "24h": 86400.0}
@@ -127,7 +132,7 @@ async def _fix(call: Call, alert: Alert, name: str) -> str:
         raise Stale(f"Alert #{alert.id} is already resolved; nothing to fix.")
     members = visible_members(call, alert)
     if fix is Fix.ROTATE:
-        text, keyboard = await rotate_confirm(call.desk, call.now)
+        text, keyboard = await rotate_confirm(call)
         await call.reply(text, keyboard)
         call.note(f"#{alert.id}: asked to confirm rotate all")
         return "Confirm the rotation below."

@@ -12,10 +12,16 @@ from bot.access import guarded
 from bot.desk import Call, Desk
 from bot.handlers.agents import broken_agents, reset_many
 from bot.roles import Role
-from bot.views import keyboards, render
-from core.auth.rotation import record, rotate_agent, rotate_all, self_test_async
-from core.durations import format_duration
-from core.models import AgentStatus, AuthReason
+from bot.views import render
+from core import (
+    AgentStatus,
+    AuthReason,
+    format_duration,
+    record_self_test as record,
+    rotate_agent,
+    rotate_all,
+    self_test_async,
+)
 
 # Error codes meaning "the agent's credentials were refused": fixed by new tokens plus a reset.
 AUTH_ERROR_CODES = frozenset({"agent_unauthorized", *(r.value for r in AuthReason)})
@@ -27,7 +33,7 @@ async def rotate(call: Call) -> None:
     target = args.one_word(call.rest, "agent (or all)")
     if target.lower() == "all":
         call.note("asked to confirm")
-        await call.reply(*await rotate_confirm(call.desk, call.now))
+        await call.reply(*await rotate_confirm(call))
         return
     check = await rotate_agent(call.desk.fleet.auth, call.service, target, call.actor)
     call.note(f"rotated {check.agent_id}: {check.code or 'ok'}")
@@ -56,20 +62,20 @@ async def authcheck(call: Call) -> None:
         text += "\n✅ Back to work: " + render.esc(", ".join(back))
     keyboard = None
     if not report.ok and call.role >= Role.OWNER:
-        keyboard = keyboards.confirm_keyboard("rotate_all", "🔑 Rotate all tokens", call.now)
+        keyboard = call.confirm_keyboard("rotate_all", "🔑 Rotate all tokens")
     await call.reply(text, keyboard)
 
 
-async def rotate_confirm(desk: Desk, now: float) -> tuple[str, InlineKeyboardMarkup]:
+async def rotate_confirm(call: Call) -> tuple[str, InlineKeyboardMarkup]:
     """The "are you sure?" for rotating every key and token."""
-    grace = format_duration(desk.config.auth.rotation_grace)
-    total = len(await desk.service.agents())
+    grace = format_duration(call.desk.config.auth.rotation_grace)
+    total = len(await call.service.agents())
     text = (
         f"🔑 Rotate every key and token? A new signing key becomes active, the old one still "
         f"verifies for {grace}, and all {render.count(total, 'token file')} are rewritten and "
         "checked. Agents refused for bad credentials are reset."
     )
-    return text, keyboards.confirm_keyboard("rotate_all", "🔑 Rotate all tokens", now)
+    return text, call.confirm_keyboard("rotate_all", "🔑 Rotate all tokens")
 
 
 async def rotate_all_and_recover(desk: Desk, actor: str) -> str:

@@ -17,13 +17,12 @@ from telegram.ext import ContextTypes
 from bot.desk import Call, desk_of
 from bot.handlers.agents import on_agent
 from bot.handlers.alerts import on_alert
-from bot.handlers.confirm import on_confirm
+from bot.handlers.confirm import confirm_need, on_confirm
 from bot.handlers.issues import on_issue
 from bot.roles import Role, button_need
 from bot.views import keyboards, render
-from bot.views.keyboards import Kind, Press
-from bot.views.keyboards import StaleButton as Stale
-from core.errors import FleetbotError
+from bot.views.keyboards import Kind, Press, StaleButton as Stale
+from core import FleetbotError
 
 ANSWER_LIMIT = 200  # Telegram's limit on a callback answer's text
 
@@ -57,6 +56,8 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         press = keyboards.decode(query.data)
         target, action = press.ref, f"button.{press.kind.value}.{press.verb}"
         need = button_need(press.kind.value, press.verb, press.arg, press.ref)
+        if press.kind is Kind.CONFIRM:  # its data names no action; the desk knows which
+            need = max(need, confirm_need(call, press))
         if role < need:
             result, answer, alert = "refused", refusal_text(user.id, role, need), True
             return

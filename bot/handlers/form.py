@@ -16,7 +16,7 @@ from telegram.error import TelegramError
 from bot.desk import Call, edit_html
 from bot.views import render
 from bot.views.keyboards import Kind, StaleButton, button
-from core.models import Agent
+from core import Agent
 
 COMPANY, ASSIGNEE, TITLE, BODY, CONFIRM = range(5)
 STEPS = 5

@@ -29,7 +29,7 @@ from telegram.ext import (
 from telegram.warnings import PTBUserWarning
 
 from bot import args
-from bot.access import guarded
+from bot.access import NEW_MESSAGES, guarded
 from bot.desk import Call, Context, Desk, desk_of, edit_html
 from bot.handlers.form import (
     _FORMS,
@@ -52,9 +52,7 @@ from bot.handlers.issues import file_issue
 from bot.roles import Role
 from bot.views import cards, render
 from bot.views.keyboards import Press, StaleButton, decode
-from core.durations import format_duration
-from core.errors import AmbiguousAssignee, FleetbotError, InvalidInput
-from core.models import Agent
+from core import Agent, AmbiguousAssignee, FleetbotError, InvalidInput, format_duration
 
 FORM_PATTERN = r"^v1:f:"
 ALERT_FILE_PATTERN = r"^v1:a:[^:]+:fix:file$"
@@ -327,7 +325,7 @@ async def on_timeout(update: Update, context: Context) -> None:
 def build_form_handler(desk: Desk) -> ConversationHandler[Context]:
     """The /issue conversation; add it before the general button handler."""
     press = CallbackQueryHandler(step("press", _pressed), pattern=FORM_PATTERN)
-    typed = filters.TEXT & ~filters.COMMAND
+    typed = NEW_MESSAGES & filters.TEXT & ~filters.COMMAND  # an edited answer is no answer
     states: dict[object, list[BaseHandler[Update, Context, object]]] = {
         COMPANY: [press],
         ASSIGNEE: [press, MessageHandler(typed, step("assignee", _typed_assignee))],
@@ -343,11 +341,13 @@ def build_form_handler(desk: Desk) -> ConversationHandler[Context]:
         warnings.filterwarnings("ignore", message=".*per_message=False.*", category=PTBUserWarning)
         return ConversationHandler(
             entry_points=[
-                CommandHandler("issue", issue_command),
+                CommandHandler("issue", issue_command, filters=NEW_MESSAGES),
                 CallbackQueryHandler(_alert_entry, pattern=ALERT_FILE_PATTERN),
             ],
             states=states,
-            fallbacks=[CommandHandler("cancel", step("cancel", _cancel_typed))],
+            fallbacks=[
+                CommandHandler("cancel", step("cancel", _cancel_typed), filters=NEW_MESSAGES)
+            ],
             conversation_timeout=desk.form_timeout,
             allow_reentry=True,
             name="issue_form",

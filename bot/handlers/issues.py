@@ -8,11 +8,8 @@ from bot import args
 from bot.access import guarded
 from bot.desk import Call, edit_html
 from bot.views import cards, keyboards, render
-from bot.views.keyboards import Press
-from bot.views.keyboards import StaleButton as Stale
-from core.errors import AgentNotFound, FleetbotError, IssueNotFound
-from core.models import Issue, IssueStatus
-from core.service import IssueFilter
+from bot.views.keyboards import Press, StaleButton as Stale
+from core import AgentNotFound, FleetbotError, Issue, IssueFilter, IssueNotFound, IssueStatus
 
 ISSUE_LIST_LIMIT = 30
 

@@ -19,13 +19,11 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes
 
 from bot import args
-from bot.access import guarded
+from bot.access import ANONYMOUS_HINT, guarded
 from bot.desk import DESK_KEY, Call, Desk, desk_of
 from bot.handlers.alerts import firing_by_company
-from bot.roles import COMMANDS, Role
+from bot.roles import ANONYMOUS_ADMIN, COMMANDS, Role
 from bot.views import render
-from core.reports.activity import fleet_activity
-from core.reports.board import fleet_board
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
@@ -36,7 +34,7 @@ SUMMARIES = 10  # newest agent summaries shown when telegram.run_summaries is "d
 @guarded("start")
 async def start(call: Call) -> None:
     """Greet, say who you are here, and show the board's one-line gist."""
-    boards = await fleet_board(call.service.db, call.now)
+    boards = await call.service.board(call.now)
     agents = sum(sum(b.agents.values()) for b in boards)
     work = sum(b.open_issues for b in boards)
     await call.reply(
@@ -64,16 +62,20 @@ async def help_(call: Call) -> None:
 @guarded("whoami")
 async def whoami(call: Call) -> None:
     """Your user id and role; works for strangers too (it is how they learn their id)."""
-    user = call.update.effective_user
-    name = render.esc(user.full_name) if user is not None else "you"
-    text = f"You are {name}, Telegram user id <code>{call.user_id}</code>.\n"
-    if call.role is Role.STRANGER:
-        text += (
-            "You are not on this desk yet: ask an owner to add your id to telegram.owners, "
-            "operators or viewers in config.yaml."
-        )
+    if call.user_id == ANONYMOUS_ADMIN:
+        # The id is GroupAnonymousBot's, the same for every anonymous admin: never offer it.
+        text = f"🕶 {ANONYMOUS_HINT}"
     else:
-        text += f"Role here: <b>{call.role.label}</b>."
+        user = call.update.effective_user
+        name = render.esc(user.full_name) if user is not None else "you"
+        text = f"You are {name}, Telegram user id <code>{call.user_id}</code>.\n"
+        if call.role is Role.STRANGER:
+            text += (
+                "You are not on this desk yet: ask an owner to add your id to telegram.owners, "
+                "operators or viewers in config.yaml."
+            )
+        else:
+            text += f"Role here: <b>{call.role.label}</b>."
     if call.chat_id is not None and call.chat_id != call.user_id:
         text += f"\nThis chat's id: <code>{call.chat_id}</code>."
     await call.reply(text)
@@ -83,7 +85,7 @@ async def whoami(call: Call) -> None:
 async def status(call: Call) -> None:
     """The board: per company, agents by status, work, alerts firing, spend this month."""
     args.no_args(call.rest)
-    boards = await fleet_board(call.service.db, call.now)
+    boards = await call.service.board(call.now)
     await call.reply(render.status_board(boards, await firing_by_company(call.desk), call.now))
 
 
@@ -110,7 +112,7 @@ async def digest(call: Call) -> None:
 
 async def digest_text(desk: Desk, now: float, company_id: str | None = None) -> str:
     keep = SUMMARIES if desk.config.telegram.run_summaries == "digest" else 0
-    activity = await fleet_activity(desk.service.db, now - DAY, summaries=keep)
+    activity = await desk.service.activity(now - DAY, summaries=keep)
     if company_id is not None:
         activity = [a for a in activity if a.company.id == company_id]
     return render.digest(activity, now - DAY, now)

@@ -1,9 +1,10 @@
 """An alert as a Telegram message: HTML text and its inline keyboard; summaries too.
 
 Pure functions of an `Alert`, the audience and `now`. Everything from outside (names, reasons,
-summaries) is escaped with `esc`. Buttons carry `v1:a:<alert id>:<verb>[:<arg>]` (encoded by
-bot.views.keyboards): `ack`, `mute:1h|4h|24h`, `fix:<reset|rotate|file|reassign|pause>`; the
-alert handlers (bot.handlers.alerts) read exactly this.
+summaries) is escaped with `esc`; what agents and runtimes wrote (reasons, summaries) first has
+its secrets masked by `scrub`, as the logs do. Buttons carry `v1:a:<alert id>:<verb>[:<arg>]`
+(encoded by bot.views.keyboards): `ack`, `mute:1h|4h|24h`, `fix:<reset|rotate|file|reassign|
+pause>`; the alert handlers (bot.handlers.alerts) read exactly this.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.redaction import scrub
 from bot.views.html import MAX_TEXT, esc
 from bot.views.keyboards import Kind, encode
-from core.alerting.book import Alert, AlertKind, AlertMember, AlertState, Fix, Severity
-from core.clock import utc
+from core import Alert, AlertKind, AlertMember, AlertState, Fix, Severity, utc
 
 _BODY_BUDGET = 3300  # characters for the member list; the rest is header, fix and footer
 MUTE_CHOICES = ("1h", "4h", "24h")
@@ -73,7 +74,7 @@ def _members_html(members: Sequence[AlertMember]) -> list[str]:
             used += len(name) + 2
         more = len(group) - len(names)
         tail = f" … and {more} more" if more else ""
-        head = esc(detail[:300])
+        head = esc(scrub(detail)[:300])
         used += len(head)
         if len(group) == 1 and names:
             lines.append(f"• {names[0]}: {head}")
@@ -169,7 +170,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     """ "Name (role) · ALI-12: text" — the summary an agent posted, for its team chat."""
     who = f"<b>{esc(summary['name'])}</b> ({esc(summary['role'])})"
     where = f" · {esc(summary['issue_id'])}" if summary.get("issue_id") else ""
-    body = str(summary["body"])
+    body = scrub(str(summary["body"]))  # before the cut, so no secret is cut past the mask
     room = MAX_TEXT - 200
     if len(body) > room:
         body = body[:room] + "…"

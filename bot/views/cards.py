@@ -11,8 +11,7 @@ from telegram import InlineKeyboardMarkup
 from bot.desk import Desk
 from bot.roles import Role
 from bot.views import keyboards, render
-from core.errors import CompanyNotFound
-from core.models import Agent, Company, Issue
+from core import Agent, Company, CompanyNotFound, Issue
 
 
 async def company_or_none(desk: Desk, company_id: str) -> Company | None:

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from core.models import Agent, AgentStatus, Issue, IssueStatus
+from core import Agent, AgentStatus, Issue, IssueStatus
 
 VERSION = "v1"
 MAX_DATA_BYTES = 64  # Telegram's limit on callback_data
@@ -158,14 +158,14 @@ def arg_names(arg: str, ident: str) -> bool:
     return arg == ident or (arg.startswith(_HASHED) and arg == _digest(ident))
 
 
-def confirm_keyboard(action: str, yes: str, issued_at: float) -> InlineKeyboardMarkup:
-    """A "yes" and a "cancel" for a bulk action; the timestamp lets old ones expire."""
-    at = str(int(issued_at))
+def confirm_keyboard(confirm_id: str, yes: str) -> InlineKeyboardMarkup:
+    """A "yes" and a "cancel" for a bulk action: `v1:c:<confirmation id>:yes|no`. What is
+    confirmed, by whom, where and until when is kept by the bot (bot.confirmations)."""
     return InlineKeyboardMarkup(
         [
             [
-                button(yes, Kind.CONFIRM, action, "yes", at),
-                button("Cancel", Kind.CONFIRM, action, "no", at),
+                button(yes, Kind.CONFIRM, confirm_id, "yes"),
+                button("Cancel", Kind.CONFIRM, confirm_id, "no"),
             ]
         ]
     )

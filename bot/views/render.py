@@ -2,27 +2,43 @@
 the /alerts list.
 
 Pure functions of core records and a `now`. Everything that came from outside (names, titles,
-reasons, summaries) goes through `esc`. Escaping, clipping and splitting are bot.views.html's;
-they are re-exported here, so a handler builds its answer with `render` alone.
+reasons, summaries) goes through `esc`; what agents and runtimes wrote (titles, bodies,
+comments, reasons, summaries) first through `scrub` (bot.redaction), which masks secrets as the
+logs do. Escaping, clipping and splitting are bot.views.html's; they are re-exported here, so a
+handler builds its answer with `render` alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from bot.views.html import clip as clip
-from bot.views.html import clip_block as clip_block
-from bot.views.html import esc as esc
-from bot.views.html import split_html as split_html
-from core.alerting.book import Alert
-from core.alerting.mutes import Mute
-from core.auth.rotation import AgentCheck, AuthReport
-from core.clock import utc
-from core.durations import format_duration
-from core.models import Agent, AgentStatus, Comment, Company, Issue, IssueStatus, Run, RunStatus
-from core.reports.activity import CompanyActivity
-from core.reports.board import CompanyBoard
-from core.reports.costs import MonthCosts, Usage
+from bot.redaction import scrub
+from bot.views.html import (
+    clip as clip,
+    clip_block as clip_block,
+    esc as esc,
+    split_html as split_html,
+)
+from core import (
+    Agent,
+    AgentCheck,
+    AgentStatus,
+    Alert,
+    AuthReport,
+    Comment,
+    Company,
+    CompanyActivity,
+    CompanyBoard,
+    Issue,
+    IssueStatus,
+    MonthCosts,
+    Mute,
+    Run,
+    RunStatus,
+    Usage,
+    format_duration,
+    utc,
+)
 
 MAX_LISTED = 300  # list lines per answer before the rest is only counted
 
@@ -120,7 +136,7 @@ def agent_line(a: Agent) -> str:
     if a.status is not AgentStatus.IDLE:
         line += f" — {a.status.value}"
         if a.reason:
-            line += f": <i>{esc(clip(a.reason, 80))}</i>"
+            line += f": <i>{esc(clip(scrub(a.reason), 80))}</i>"
     return line
 
 
@@ -160,7 +176,7 @@ def agent_card(
     ]
     if agent.reason or agent.reason_code:
         code = f" (<code>{esc(agent.reason_code)}</code>)" if agent.reason_code else ""
-        lines.append(f"Why: <i>{esc(clip(agent.reason, 300))}</i>{code}")
+        lines.append(f"Why: <i>{esc(clip(scrub(agent.reason), 300))}</i>{code}")
     lines.append(f"Inbox: {count(inbox, 'open issue')}")
     if last_run is None:
         lines.append("Last run: none yet")
@@ -182,7 +198,7 @@ def run_line(run: Run, now: float) -> str:
     parts.append(ago(run.started_at, now))
     line = " · ".join(parts)
     if run.status is not RunStatus.SUCCEEDED and run.reason:
-        line += f" — <i>{esc(clip(run.reason, 100))}</i>"
+        line += f" — <i>{esc(clip(scrub(run.reason), 100))}</i>"
     return line
 
 
@@ -198,7 +214,7 @@ def issue_line(issue: Issue) -> str:
     who = f" → {esc(issue.assignee_id)}" if issue.assignee_id else ""
     return (
         f"{ISSUE_ICON[issue.status]} <code>{esc(issue.id)}</code> {issue.status.value}{who} · "
-        f"{esc(clip(issue.title, 80))}"
+        f"{esc(clip(scrub(issue.title), 80))}"
     )
 
 
@@ -216,9 +232,9 @@ def issue_list(issues: Sequence[Issue], heading: str, more: bool) -> str:
 
 def issue_card(issue: Issue, comments: Sequence[Comment], now: float) -> str:
     lines = [
-        f"{ISSUE_ICON[issue.status]} <b>{esc(issue.id)}</b> · {esc(issue.title)}",
+        f"{ISSUE_ICON[issue.status]} <b>{esc(issue.id)}</b> · {esc(scrub(issue.title))}",
         f"Status: <b>{issue.status.value}</b>"
-        + (f" — <i>{esc(clip(issue.reason, 200))}</i>" if issue.reason else ""),
+        + (f" — <i>{esc(clip(scrub(issue.reason), 200))}</i>" if issue.reason else ""),
         f"Assignee: {esc(issue.assignee_id or 'nobody')} · attempts "
         f"{issue.attempts}/{issue.max_attempts}",
         f"Filed by {esc(issue.created_by)} {ago(issue.created_at, now)} · updated "
@@ -227,11 +243,13 @@ def issue_card(issue: Issue, comments: Sequence[Comment], now: float) -> str:
     if issue.model:
         lines.append(f"Model: {esc(issue.model)}")
     if issue.body:
-        lines.append(f"<blockquote>{esc(clip_block(issue.body, 1500))}</blockquote>")
+        lines.append(f"<blockquote>{esc(clip_block(scrub(issue.body), 1500))}</blockquote>")
     if comments:
         lines.append(f"<b>Comments</b> ({len(comments)})")
         for c in comments[-3:]:
-            lines.append(f"{esc(c.author)}, {ago(c.created_at, now)}: {esc(clip(c.body, 300))}")
+            lines.append(
+                f"{esc(c.author)}, {ago(c.created_at, now)}: {esc(clip(scrub(c.body), 300))}"
+            )
     return "\n".join(lines)
 
 
@@ -252,7 +270,7 @@ def check_line(c: AgentCheck) -> str:
         return f"✅ <code>{esc(c.agent_id)}</code> authenticates"
     return (
         f"🔑 <code>{esc(c.agent_id)}</code>: <code>{esc(c.code)}</code> — "
-        f"{esc(clip(c.message, 160))}. Fix: {esc(c.fix)}"
+        f"{esc(clip(scrub(c.message), 160))}. Fix: {esc(c.fix)}"
     )
 
 
@@ -325,7 +343,7 @@ def company_digest(act: CompanyActivity, now: float) -> list[str]:
         lines.append("💤 Empty queue: nobody filed work. Feed the team with /issue.")
     for s in act.summaries[:5]:
         ref = f" <code>{esc(s.issue_id)}</code>" if s.issue_id else ""
-        lines.append(f"📝 {esc(s.agent_id)}{ref}: {esc(clip(s.body, 200))}")
+        lines.append(f"📝 {esc(s.agent_id)}{ref}: {esc(clip(scrub(s.body), 200))}")
     return lines
 
 

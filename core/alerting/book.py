@@ -54,8 +54,7 @@ from core.alerting.records import (
 from core.clock import Clock
 from core.config import Config
 from core.errors import AlertNotFound, Conflict, InvalidInput, NotFound
-from core.store import alerts as alert_store
-from core.store import audit
+from core.store import alerts as alert_store, audit
 from core.store.db import Database
 
 MAX_MUTE = 90 * 86400

@@ -20,8 +20,7 @@ from core.clock import utc
 from core.config import Config
 from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
 from core.runs import LOOP_REASON
-from core.store import heartbeats
-from core.store import issues as issue_store
+from core.store import heartbeats, issues as issue_store
 
 log = logging.getLogger(__name__)
 

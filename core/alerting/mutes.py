@@ -14,10 +14,12 @@ from typing import Any, Protocol
 import aiosqlite
 
 from core.errors import AlertNotFound, InvalidInput
-from core.store import agents as agent_store
-from core.store import alerts as alert_store
-from core.store import companies as company_store
-from core.store import issues as issue_store
+from core.store import (
+    agents as agent_store,
+    alerts as alert_store,
+    companies as company_store,
+    issues as issue_store,
+)
 
 _KINDS = (
     "agent_error",

@@ -40,8 +40,7 @@ import aiosqlite
 
 from core.clock import Clock
 from core.config import Config
-from core.store import outbox as outbox_store
-from core.store import summaries
+from core.store import outbox as outbox_store, summaries
 from core.store.db import Database
 
 log = logging.getLogger(__name__)

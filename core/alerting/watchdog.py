@@ -36,10 +36,12 @@ from core.events import AgentStatusChanged, Event, IssueAssigned, RunEnded, Summ
 from core.models import AgentStatus, HeartbeatOutcome, IssueStatus, RunStatus
 from core.reports.costs import CostBook
 from core.service import FleetService
-from core.store import heartbeats
-from core.store import issues as issue_store
-from core.store import recovery as recovery_store
-from core.store import runs as run_store
+from core.store import (
+    heartbeats,
+    issues as issue_store,
+    recovery as recovery_store,
+    runs as run_store,
+)
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,7 @@ router = APIRouter(responses=RESPONSES)
 
 @router.get("/healthz", response_model=Health, tags=["ops"])
 async def healthz(service: Service) -> Health:
-    await service.db.scalar("SELECT 1")
-    return Health(status="ok", schema_version=service.db.schema_version)
+    return Health(status="ok", schema_version=await service.health())
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response)
@@ -107,7 +106,7 @@ async def patch_issue(call: Authenticated, issue_id: IssueId, body: IssuePatch) 
 async def claim(call: Authenticated, issue_id: IssueId, body: Claim) -> IssueOut:
     issue = await own_issue(call, issue_id)
     check_run_token(call, body.run_id)
-    return IssueOut.of(await call.service.runs.claim(issue.id, body.run_id, call.agent.id))
+    return IssueOut.of(await call.service.claim(issue.id, body.run_id, call.agent.id))
 
 
 @router.post(
@@ -153,7 +152,7 @@ async def summaries(call: Authenticated, body: NewSummary) -> SummaryOut:
         # A summary may only point at the caller's own run (else it would be relayed as
         # another agent's, or point at nothing).
         check_run_token(call, body.run_id)
-        run = await call.service.runs.get(body.run_id)
+        run = await call.service.run(body.run_id)
         if run.agent_id != call.agent.id:
             raise NotYourRun(f"run {body.run_id} belongs to another agent")
     summary_id = await call.service.post_summary(call.agent, body.body, body.issue_id, body.run_id)

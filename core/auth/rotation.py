@@ -21,8 +21,7 @@ from core.auth.tokens import write_token_file
 from core.errors import TokenInvalid
 from core.models import Agent, AgentStatus, AuthReason
 from core.service import FleetService
-from core.store import agents as agent_store
-from core.store import audit
+from core.store import agents as agent_store, audit
 
 log = logging.getLogger(__name__)
 

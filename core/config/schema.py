@@ -10,8 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from core.auth.keyring import EDDSA_MISSING, eddsa_available
-from core.durations import USAGE as DURATION_USAGE
-from core.durations import parse_duration
+from core.durations import USAGE as DURATION_USAGE, parse_duration
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 DEFAULT_TELEGRAM_TOKEN_ENV = "FLEETBOT_TELEGRAM_TOKEN"
@@ -106,6 +105,17 @@ class TelegramConfig(_Model):
     def _hhmm(cls, v: str) -> str:
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
             raise ValueError("write a time of day as HH:MM, e.g. 09:00")
+        return v
+
+    @field_validator("owners", "operators", "viewers")
+    @classmethod
+    def _people(cls, v: list[int]) -> list[int]:
+        if 1087968824 in v:  # Telegram's GroupAnonymousBot
+            raise ValueError(
+                "1087968824 is not a person but Telegram's GroupAnonymousBot, the sender it "
+                "shows for every anonymous group admin, so it names nobody; send /whoami to "
+                "the bot in private to see your own id"
+            )
         return v
 
 

@@ -16,9 +16,7 @@ from core.errors import TokenInvalid
 from core.events import Event
 from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
 from core.service import FleetService
-from core.store import agents as agent_store
-from core.store import heartbeats
-from core.store import issues as issue_store
+from core.store import agents as agent_store, heartbeats, issues as issue_store
 
 # Statuses a heartbeat skips without looking at the inbox, with the outcome it records.
 _SKIPPED = {

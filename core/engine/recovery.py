@@ -27,8 +27,7 @@ from core.clock import Clock
 from core.config import Config
 from core.errors import FleetbotError
 from core.models import Agent, AgentStatus, Issue, IssueStatus
-from core.store import issues as issue_store
-from core.store import recovery as recovery_store
+from core.store import issues as issue_store, recovery as recovery_store
 from core.store.db import Database
 
 log = logging.getLogger(__name__)

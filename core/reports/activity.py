@@ -8,9 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.models import Agent, AgentStatus, Company, Issue
-from core.store import agents as agent_store
-from core.store import companies
-from core.store import reports as totals
+from core.store import agents as agent_store, companies, reports as totals
 from core.store.db import Database
 
 # Agent statuses the digest calls out: someone should look at these.

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 
 from core.clock import month_start
 from core.models import Company
-from core.store import companies
-from core.store import reports as totals
+from core.store import companies, reports as totals
 from core.store.db import Database
 
 

@@ -156,6 +156,10 @@ class Database:
     async def scalar(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return await self._scalar(self.reader, sql, args)
 
+    async def ping(self) -> None:
+        """One round trip to the store: liveness for /healthz."""
+        await self._scalar(self.reader, "SELECT 1", ())
+
 
 async def fetch_all(
     conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()

@@ -6,7 +6,6 @@ Nothing in core, bot or fleetbot imports this module; delete it once tests/conft
 
 from __future__ import annotations
 
-from core.store.agents import get as fetch_agent
-from core.store.agents import set_status as set_agent_status
+from core.store.agents import get as fetch_agent, set_status as set_agent_status
 
 __all__ = ["fetch_agent", "set_agent_status"]

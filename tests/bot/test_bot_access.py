@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from bot_helpers import (
     running_desk,
 )
 from conftest import force_status
+from telegram.constants import ChatID
 
 from bot.roles import COMMANDS, Access, Role, button_need
 from core.config import TelegramConfig
@@ -92,6 +94,49 @@ async def test_stranger_is_refused_with_their_id_and_audited(desk: Desk) -> None
     group = await desk.ask(STRANGER, "/reset@fleetbot_test_bot ripley", ALIENS_CHAT)
     assert "1004" in group["text"]
     assert await desk.fleet.service.issues() == []
+
+
+async def test_an_anonymous_admin_is_told_telegram_hides_who_they_are(desk: Desk) -> None:
+    """Regression (issue 11): an owner who is an anonymous admin of a group got "your Telegram
+    user id is 1087968824" from /whoami there, GroupAnonymousBot's id, shared by every
+    anonymous admin; added to owners, it would have let any of them run the fleet."""
+    hq = -1009998887777
+    desk.api.add_group(hq, "Aliens HQ", members=[OWNER, STRANGER])
+    desk.api.set_anonymous_admin(hq, OWNER)
+
+    async def in_hq(text: str) -> str:
+        """Send as the anonymous owner; the answer, once the bot audited the command."""
+        before = await desk.command_rows(ChatID.ANONYMOUS_ADMIN)
+        sent = await desk.api.send_text(OWNER, text, chat_id=hq)
+        reply = await desk.reply(hq, quoting=sent["message_id"])
+        async with asyncio.timeout(2):
+            while await desk.command_rows(ChatID.ANONYMOUS_ADMIN) == before:  # noqa: ASYNC110
+                await asyncio.sleep(0.002)
+        return str(reply["text"])
+
+    who = await in_hq("/whoami")
+    assert str(ChatID.ANONYMOUS_ADMIN) not in who and "user id" in who
+    assert "anonymous group admin, so Telegram hides who sent it" in who
+    assert "Message me privately and send /whoami there" in who
+    assert f"This chat's id: {hq}" in who
+    for line in ("/pause hudson", "/rotate all", "/frobnicate"):
+        refused = await in_hq(line)
+        assert refused.startswith("⛔ This message came from an anonymous group admin"), line
+        assert str(ChatID.ANONYMOUS_ADMIN) not in refused
+    assert (await desk.fleet.service.agent("hudson")).status is AgentStatus.IDLE
+    rows = [r for r in await desk.audit() if r["actor"] == f"tg:{ChatID.ANONYMOUS_ADMIN}"]
+    assert sorted((r["action"], r["result"]) for r in rows) == [
+        ("/pause", "refused"),
+        ("/rotate", "refused"),
+        ("/whoami", "ok"),
+        ("unknown", "refused"),
+    ]
+    # The same person in private is themselves, with their role.
+    private = await desk.ask(OWNER, "/whoami")
+    assert "Telegram user id 1001" in private["text"] and "Role here: owner" in private["text"]
+    # Even a config that slipped the id past validation gives it no role.
+    slipped = TelegramConfig.model_construct(owners=[ChatID.ANONYMOUS_ADMIN])
+    assert Access(slipped).role(ChatID.ANONYMOUS_ADMIN) is Role.STRANGER
 
 
 async def test_viewer_reads_but_cannot_act(desk: Desk) -> None:

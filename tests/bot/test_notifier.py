@@ -328,6 +328,32 @@ async def test_summaries_go_to_the_team_topic(rig: Rig) -> None:
     assert rig.texts(OWNER) == ["a & b"]
 
 
+# Shaped like the real things: a run token (a JWT), a bearer header value, a bot token.
+JWT = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGktY3RvIn0.c2lnbmF0dXJlLXZhbHVl"
+BEARER = "Bearer abcDEF0123456789xyz"
+BOT_TOKEN = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"
+
+
+async def test_secrets_in_an_agent_summary_are_masked_in_the_team_chat(rig: Rig) -> None:
+    """Regression (issue 11, item 7): a summary was relayed as the agent wrote it, so a model
+    that pasted its run token, a header or a bot token put it in front of the whole team."""
+    agent = await rig.service.agent("ali-cto")
+    body = (
+        f"Deployed <v2> & checked it. My token {JWT} worked; the hook wants "
+        f"Authorization: {BEARER}, and the bot is {BOT_TOKEN}. Next: docs."
+    )
+    await rig.outbox.enqueue_summary(await rig.service.post_summary(agent, body), "aliens")
+    await rig.notifier.drain()
+    [msg] = rig.api.messages(GROUP)
+    assert msg["text"] == (
+        "Ali-Cto (cto): Deployed <v2> & checked it. My token [redacted] worked; the hook "
+        "wants Authorization: [redacted], and the bot is [redacted]. Next: docs."
+    )
+    sent = " ".join(str(c.params) for c in rig.api.sent_log)
+    for secret in (JWT, BEARER.split()[1], BOT_TOKEN.split(":")[1]):
+        assert secret not in sent
+
+
 def test_retry_after_is_read_without_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert retry_after_seconds(RetryAfter(timedelta(seconds=7))) == 7.0
     monkeypatch.delenv("PTB_TIMEDELTA", raising=False)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.constants import ParseMode
+from telegram.constants import ChatID, ParseMode
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -317,6 +317,48 @@ async def test_group_migration_raises_chat_migrated(api: OfflineBotAPI, bot: Bot
     updates = await bot.get_updates()
     assert updates[0].message is not None
     assert updates[0].message.migrate_to_chat_id == new_id
+
+
+async def test_a_user_edit_arrives_as_an_edited_message(api: OfflineBotAPI, bot: Bot) -> None:
+    sent = await api.send_text(ALICE, "/issue qa Check the logs", chat_id=GROUP)
+    edited = await api.edit_text(ALICE, GROUP, sent["message_id"], "/issue qa Check the disk")
+    assert edited["edit_date"] >= edited["date"] == sent["date"]
+    first, second = await bot.get_updates()
+    assert first.message is not None and first.edited_message is None
+    message = second.edited_message
+    assert message is not None and second.message is None
+    assert message.message_id == sent["message_id"] and message.chat.id == GROUP
+    assert message.text == "/issue qa Check the disk" and message.edit_date is not None
+    assert message.entities[0].type == "bot_command"  # still a command, as on Telegram
+    assert message.from_user is not None and message.from_user.id == ALICE
+
+    # Only the author edits, only text, and only to something new.
+    with pytest.raises(LookupError):
+        await api.edit_text(BOB, GROUP, sent["message_id"], "mine now")
+    with pytest.raises(ValueError, match="MESSAGE_NOT_MODIFIED"):
+        await api.edit_text(ALICE, GROUP, sent["message_id"], "/issue qa Check the disk")
+    reply = await bot.send_message(GROUP, "a bot message")
+    with pytest.raises(LookupError):
+        await api.edit_text(ALICE, GROUP, reply.message_id, "edited by a user")
+
+
+async def test_an_anonymous_admin_posts_as_the_group(api: OfflineBotAPI, bot: Bot) -> None:
+    with pytest.raises(ValueError, match="not a supergroup"):
+        api.set_anonymous_admin(GROUP, ALICE)  # Telegram upgrades the group first
+    api.add_group(-1009876543210, "Ops 2", members=[ALICE, BOB])
+    with pytest.raises(ValueError, match="not the creator"):
+        api.set_anonymous_admin(-1009876543210, BOB)
+    api.set_anonymous_admin(-1009876543210, ALICE)
+    await api.send_text(ALICE, "/whoami", chat_id=-1009876543210)
+    await api.send_text(ALICE, "/whoami")  # in private, Alice is herself
+    anonymous, private = await bot.get_updates()
+    message = anonymous.message
+    assert message is not None and message.from_user is not None
+    assert message.from_user.id == ChatID.ANONYMOUS_ADMIN and message.from_user.is_bot
+    assert message.sender_chat is not None and message.sender_chat.id == -1009876543210
+    assert private.effective_user is not None and private.effective_user.id == ALICE
+    member = await bot.get_chat_member(-1009876543210, ALICE)
+    assert member.status == "creator" and getattr(member, "is_anonymous", None) is True
 
 
 async def test_wrong_token_and_unknown_method(api: OfflineBotAPI) -> None:

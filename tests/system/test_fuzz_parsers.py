@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bot.handlers.confirm import _issued_at as issued_at
+from bot.confirmations import Confirmations
 from bot.roles import Role, button_need
 from bot.views import keyboards
 from core.alerting.book import _alert_id as alert_id
@@ -104,7 +103,8 @@ def test_any_callback_data_is_a_press_or_stale(data: str) -> None:
             assert alert_id(press.ref) >= 0
         except AlertNotFound as exc:
             assert "alert" in exc.message
-    assert issued_at(press.arg) >= 0  # the timestamp a confirmation button carries
+    if press.kind is keyboards.Kind.CONFIRM:  # an id to look up, never parsed
+        assert Confirmations().find(press.ref, 0, time.time()) is None
 
 
 @pytest.mark.parametrize("text", ["²", "¹²", "v1", "#٣", "alert:⁵", "1" * 13, "", "-3", "0x1"])
@@ -116,10 +116,14 @@ def test_alert_ids_are_ascii_numbers(text: str) -> None:
     assert alert_id(" #12 ") == 12 and alert_id("alert:7") == 7
 
 
-def test_a_confirmation_stamp_that_is_not_ascii_digits_is_zero() -> None:
-    """Regression: `v1:c:reset_all:yes:²` crashed the confirm handler in int()."""
-    assert issued_at("²") == 0 and issued_at("") == 0 and issued_at("-5") == 0
-    assert issued_at("1767225600") == 1767225600
+def test_a_confirmation_id_that_is_not_one_asked_is_nothing() -> None:
+    """Regression: `v1:c:reset_all:yes:²` crashed the confirm handler in int(). A confirmation
+    button now carries only the id of one the bot keeps; nothing in it is parsed."""
+    pending = Confirmations()
+    asked = pending.ask("reset_all", 1001, 1001, 0.0)
+    for made_up in ("²", "", "-5", "1767225600", "reset_all", asked.id + "x"):
+        assert pending.find(made_up, 1001, 1.0) is None
+    assert pending.find(asked.id, 1001, 1.0) == asked
 
 
 # -- config files ------------------------------------------------------------------------------

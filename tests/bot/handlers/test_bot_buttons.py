@@ -18,8 +18,7 @@ from bot_helpers import (
     running_desk,
 )
 from conftest import force_status
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.views import keyboards
@@ -29,6 +28,9 @@ from core.alerting.book import AlertKind, AlertState, Finding
 from core.auth.keyring import KeyRing
 from core.auth.tokens import TokenAuthority, write_token_file
 from core.models import AgentStatus, IssueStatus
+
+# The answer to a tap on a confirmation the bot is not keeping (any more).
+GONE = "This confirmation expired or was never asked; send the command again."
 
 
 @pytest.fixture
@@ -153,7 +155,7 @@ async def test_reset_all_asks_then_resets_what_is_broken_now(desk: Desk) -> None
     late = await desk.ask(OPERATOR, "/reset all")
     desk.clock.advance(601)
     answer = await desk.press(OPERATOR, OPERATOR, late, button_data(late, "Reset 1"))
-    assert answer == "This confirmation expired. Send the command again."
+    assert answer == GONE
     assert (await svc.agent("trinity")).status is AgentStatus.UNAUTHENTICATED
 
 
@@ -173,6 +175,75 @@ async def test_rotate_all_needs_the_owner_even_on_the_confirm_button(desk: Desk)
     done = desk.current(OWNER, ask["message_id"])
     assert "Rotated all tokens: 6/6 agents authenticated" in done["text"]
     assert auth.keyring.ring.active.kid != kid
+
+
+async def test_a_made_up_confirmation_does_nothing(desk: Desk) -> None:
+    """Regression (issue 11): the button carried the action and a timestamp and the handler
+    believed them, so a client that sent `v1:c:rotate_all:yes:<now>` rotated every key
+    without anyone having asked. Now a tap must name a confirmation the bot is keeping."""
+    svc, ring = desk.fleet.service, desk.fleet.auth.keyring
+    keys = len(ring.ring.keys)
+    await force_status(svc, "ripley", AgentStatus.ERROR)
+    now = int(desk.clock.now())
+    forged = {
+        OWNER: [f"v1:c:rotate_all:yes:{now}", "v1:c:Zm9yZ2VkLWlkLTEy:yes"],
+        OPERATOR: [f"v1:c:reset_all:yes:{now}", "v1:c:reset_all:yes", "v1:c:reset_all:no"],
+    }
+    for user, datas in forged.items():
+        for data in datas:
+            message = await post(desk, user, "a made-up confirmation", [[("Yes", data)]])
+            assert await desk.press(user, user, message, data) == GONE, data
+            assert desk.current(user, message["message_id"])["text"] == "a made-up confirmation"
+    assert len(ring.ring.keys) == keys
+    assert (await svc.agent("ripley")).status is AgentStatus.ERROR
+    stale = [r for r in await desk.audit() if r["action"].startswith("button.c.")]
+    assert [r["result"] for r in stale] == ["stale"] * 5
+
+
+async def test_a_confirmation_acts_once_where_it_was_asked_until_it_expires(desk: Desk) -> None:
+    """Regression (issue 11): a used confirmation was remembered by message, so the same
+    button on another message (a copy, a replayed tap) acted again while its stamp was young.
+    Now the confirmation is kept by the bot and used up by its first tap."""
+    svc, ring = desk.fleet.service, desk.fleet.auth.keyring
+    keys = len(ring.ring.keys)
+    ask = await desk.ask(OWNER, "/rotate all")
+    yes = button_data(ask, "Rotate all")
+    assert len(yes.encode()) <= 64 and "rotate" not in yes  # only an id
+    # Tapped twice in quick succession: one rotation.
+    first = await desk.api.press_button(OWNER, OWNER, ask["message_id"], yes)
+    second = await desk.api.press_button(OWNER, OWNER, ask["message_id"], yes)
+    for query_id in (first, second):
+        await desk.api.wait_for_call(
+            "answerCallbackQuery", lambda c, q=query_id: c.params["callback_query_id"] == q
+        )
+    answers = {a["callback_query_id"]: a["text"] for a in desk.api.callback_answers}
+    assert (answers[first], answers[second]) == ("Rotated all tokens", GONE)
+    assert len(ring.ring.keys) == keys + 1
+    # The same button on another message: nothing.
+    copy = await post(desk, OWNER, "a copy", [[("Rotate all", yes)]])
+    assert await desk.press(OWNER, OWNER, copy, yes) == GONE
+    assert len(ring.ring.keys) == keys + 1
+
+    # Asked in the team chat, tapped from a DM: it counts only where it was asked.
+    await force_status(svc, "ripley", AgentStatus.ERROR)
+    group_ask = await desk.ask(OPERATOR, "/reset@fleetbot_test_bot all", ALIENS_CHAT)
+    reset = button_data(group_ask, "Reset 1")
+    elsewhere = await post(desk, OPERATOR, "moved", [[("Reset", reset)]])
+    assert await desk.press(OPERATOR, OPERATOR, elsewhere, reset) == GONE
+    assert (await svc.agent("ripley")).status is AgentStatus.ERROR
+    assert await desk.press(OPERATOR, ALIENS_CHAT, group_ask, reset) == "Reset 1 of 1"
+    assert (await svc.agent("ripley")).status is AgentStatus.IDLE
+
+    # Ten minutes on the desk's clock: nothing, and the record is pruned.
+    await force_status(svc, "ripley", AgentStatus.ERROR)
+    late = await desk.ask(OPERATOR, "/reset all")
+    assert len(desk.bot_desk.confirmations) == 1
+    desk.clock.advance(600)
+    assert await desk.press(OPERATOR, OPERATOR, late, button_data(late, "Reset 1")) == GONE
+    assert (await svc.agent("ripley")).status is AgentStatus.ERROR
+    assert len(desk.bot_desk.confirmations) == 0
+    taps = [r["result"] for r in await desk.audit() if r["action"] == "button.c.yes"]
+    assert sorted(taps) == ["ok", "ok", "stale", "stale", "stale", "stale"]
 
 
 async def test_stale_and_foreign_buttons_get_polite_answers(desk: Desk) -> None:

@@ -282,6 +282,44 @@ async def test_unknown_commands_and_other_bots(desk: Desk) -> None:
     assert mine["reply_to_message"]["text"] == "/whoami@fleetbot_test_bot"
 
 
+async def test_an_edited_command_is_not_run_again(desk: Desk) -> None:
+    """Regression (issue 11, item 4): editing `/issue …` filed a second issue, because
+    python-telegram-bot hands edited messages to command handlers too."""
+    sent, filed = await desk.say(OPERATOR, "/issue hicks Check the logs")
+    assert "Filed ALI-1 for hicks" in filed["text"]
+    await desk.api.edit_text(OPERATOR, OPERATOR, sent["message_id"], "/issue hicks Check the disk")
+    typo, unknown = await desk.say(OPERATOR, "/frobnicate")
+    assert unknown["text"].startswith("I don't know /frobnicate")
+    await desk.api.edit_text(OPERATOR, OPERATOR, typo["message_id"], "/frobnicate now")
+    in_group, _ = await desk.say(OPERATOR, "/issue bishop Rotate staging keys", ALIENS_CHAT)
+    await desk.api.edit_text(OPERATOR, ALIENS_CHAT, in_group["message_id"], "/issue bishop Hm")
+    # Updates are handled in order: once this is answered, the edits were seen and ignored.
+    after = await desk.ask(OPERATOR, "/whoami")
+    assert after["text"].startswith("You are Omar")
+    assert sorted(i.id for i in await desk.fleet.service.issues()) == ["ALI-1", "ALI-2"]
+    assert (await desk.fleet.service.issue("ALI-1")).title == "Check the logs"
+    assert len(desk.api.messages(OPERATOR)) == 3  # the card, the "I don't know", /whoami
+    filed_in_group = [m for m in desk.api.messages(ALIENS_CHAT) if "Filed" in m["text"]]
+    assert len(filed_in_group) == 1
+    assert await desk.command_rows(OPERATOR) == 4  # /issue twice, /frobnicate, /whoami
+
+
+async def test_secrets_agents_wrote_are_masked_on_cards(desk: Desk) -> None:
+    """Regression (issue 11, item 7): an issue card showed the body and comments as agents
+    wrote them, run tokens and bearer headers included, to everyone in the team chat."""
+    svc = desk.fleet.service
+    jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJiaXNob3AiLCJydW4iOiJyMSJ9.c2lnbmF0dXJlLXZhbHVl"
+    await svc.pause("bishop", "test")
+    issue = await svc.file_issue(
+        title="Fix the hook", assignee="bishop", actor="agent:ripley", body=f"It sends {jwt}."
+    )
+    await svc.comment(issue.id, "Tried curl -H 'Authorization: Bearer s3cr3t-v4lue-xyz'", "bishop")
+    card = await desk.ask(OWNER, f"/issues@fleetbot_test_bot {issue.id}", ALIENS_CHAT)
+    assert "It sends [redacted]." in card["text"]
+    assert "bishop, just now: Tried curl -H 'Authorization: [redacted]'" in card["text"]
+    assert jwt not in card["text"] and "s3cr3t" not in card["text"]
+
+
 async def test_long_answers_are_split(tmp_path: Path) -> None:
     many = [
         {

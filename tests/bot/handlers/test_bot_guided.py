@@ -123,6 +123,28 @@ async def test_typed_assignee_back_skip_and_cancel_command(desk: Desk) -> None:
     assert await desk.fleet.service.issues() == []
 
 
+async def test_an_edited_answer_is_not_the_next_answer(desk: Desk) -> None:
+    """Regression (issue 11, item 4): while the form waited for the details, an edit of the
+    title message was taken as the details."""
+    form = await typed(desk, OPERATOR, "/issue")
+    _, form = await tap(desk, OPERATOR, OPERATOR, form, "Alex Kerber")
+    await typed(desk, OPERATOR, "bishop")
+    title = await desk.api.send_text(OPERATOR, "Rotate the staging keys")
+    step4 = await desk.reply(OPERATOR)
+    assert "step 4 of 5" in step4["text"]
+    await desk.api.edit_text(OPERATOR, OPERATOR, title["message_id"], "Rotate every key")
+    step5 = await typed(desk, OPERATOR, "Staging only; prod is next week.")
+    assert "step 5 of 5" in step5["text"] and "Staging only" in step5["text"]
+    assert "Title: Rotate the staging keys" in step5["text"]
+    answer, filed = await tap(desk, OPERATOR, OPERATOR, step5, "File it")
+    assert answer == "" and filed["text"].startswith("📝 Filed ALI-1.")
+    issue = await desk.fleet.service.issue("ALI-1")
+    assert (issue.title, issue.body) == (
+        "Rotate the staging keys",
+        "Staging only; prod is next week.",
+    )
+
+
 async def test_in_a_team_chat_the_company_is_known(desk: Desk) -> None:
     form = await typed(desk, OPERATOR, "/issue@fleetbot_test_bot", ALIENS_CHAT)
     assert "New issue for Alex Kerber AB · step 2 of 5" in form["text"]

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from pydantic import BaseModel
 
 from core.config import (
@@ -464,3 +463,12 @@ def test_arbitrary_yaml_gives_a_config_or_a_config_error(data: Any, env: dict[st
         assert str(exc).startswith("fuzz.yaml")
     else:
         assert isinstance(config, Config)
+
+
+@pytest.mark.parametrize("key", ["owners", "operators", "viewers"])
+def test_the_anonymous_admin_id_is_nobody(key: str) -> None:
+    """Regression (issue 11): /whoami from an anonymous group admin showed 1087968824, which
+    is Telegram's GroupAnonymousBot for every anonymous admin; the config took it as a person."""
+    message = error_of({"telegram": {key: [1001, 1087968824]}})
+    assert f"telegram.{key}: 1087968824 is not a person but Telegram's GroupAnonymousBot" in message
+    assert "send /whoami to the bot in private" in message
