@@ -8,7 +8,6 @@ command catalog themselves are in bot.roles.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -16,12 +15,10 @@ from telegram import Update
 from telegram.ext import filters
 
 from bot.args import UsageError, command_rest
-from bot.desk import Call, Context, desk_of
+from bot.desk import Call, Context
 from bot.roles import ANONYMOUS_ADMIN, BY_NAME, Command, Role
 from bot.views.html import esc
 from core import FleetbotError
-
-log = logging.getLogger(__name__)
 
 # What commands and typed answers act on: new messages only. python-telegram-bot hands edited
 # messages to CommandHandlers and MessageHandlers too, so an edited `/issue …` filed a second
@@ -81,32 +78,22 @@ def guarded(name: str) -> Callable[[CommandFn], PtbCallback]:
             user, message = update.effective_user, update.effective_message
             if user is None or message is None:
                 return None
-            desk = desk_of(context)
-            role = desk.access.role(user.id)
-            call = Call(desk, update, context, user.id, role, command_rest(message.text or ""))
-            result = "ok"
-            try:
-                if role < command.need:
-                    result = "refused"
-                    await call.reply(refusal(user.id, role, f"/{name}", command.need))
+            call = Call.of(update, context, user.id, command_rest(message.text or ""))
+            async with call.audited(f"/{name}", call.rest) as outcome:
+                try:
+                    if call.role < command.need:
+                        outcome.result = "refused"
+                        await call.reply(refusal(user.id, call.role, f"/{name}", command.need))
+                        return None
+                    return await fn(call)
+                except UsageError as exc:
+                    outcome.result = "usage"
+                    await call.reply(usage_text(command, exc.problem))
                     return None
-                return await fn(call)
-            except UsageError as exc:
-                result = "usage"
-                await call.reply(usage_text(command, exc.problem))
-                return None
-            except FleetbotError as exc:
-                result = f"error:{exc.code}"
-                await call.reply(f"⚠️ {esc(exc.message)}")
-                return None
-            except Exception:
-                result = "crashed"
-                raise
-            finally:
-                detail = {"chat": call.chat_id, "role": role.label}
-                if call.notes:
-                    detail["did"] = "; ".join(call.notes)
-                await desk.audit(user.id, f"/{name}", call.rest, result, detail)
+                except FleetbotError as exc:
+                    outcome.result = f"error:{exc.code}"
+                    await call.reply(f"⚠️ {esc(exc.message)}")
+                    return None
 
         return handler
 

@@ -23,6 +23,10 @@ from core import (
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{1,64})?(?=\s|$)")
 ISSUE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,7}-\d{1,9}$")
 MAX_MUTE = 30 * 86400.0
+# An issue's limits, as the service enforces them (FleetService.file_issue); checked here first
+# so that the answer is a usage line, or in the guided form a request to type it again.
+MAX_TITLE = 200
+MAX_BODY = 20_000
 
 # Words /issues understands as statuses; "open" is the default.
 STATUS_WORDS: dict[str, frozenset[IssueStatus]] = {
@@ -123,8 +127,8 @@ def parse_issue(rest: str) -> IssueArgs | None:
     if len(parts) < 2:
         raise UsageError(f"the issue for {parts[0]} needs a title")
     title = " ".join(parts[1].split())
-    if len(title) > 200:
-        raise UsageError(f"keep the title under 200 characters (it has {len(title)})")
+    if len(title) > MAX_TITLE:
+        raise UsageError(f"keep the title under {MAX_TITLE} characters (it has {len(title)})")
     return IssueArgs(parts[0], title, body)
 
 

@@ -1,13 +1,15 @@
 """What every handler works with: the desk (fleet, access rules, alert book) and one call.
 
 The desk is built once per Application and kept in `bot_data`; a Call is one command or button
-press by one person, with their role already looked up.
+press by one person, with their role already looked up. `Call.audited` is what every command,
+press and form step is wrapped in: the audit row whatever happens, then the press's answer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +22,12 @@ from bot.confirmations import Confirmations
 from bot.redaction import scrub
 from bot.roles import Access, Role
 from bot.views import keyboards
-from bot.views.html import split_html
+from bot.views.html import clip, split_html
 from core import AlertBook, Clock, Config, Fleet, FleetService
 
 log = logging.getLogger(__name__)
 DESK_KEY = "fleetbot.desk"
+ANSWER_LIMIT = 200  # Telegram's limit on a callback answer's text
 Context = ContextTypes.DEFAULT_TYPE
 
 
@@ -94,6 +97,21 @@ def desk_of(context: Context) -> Desk:
 
 
 @dataclass
+class Outcome:
+    """What a command or press came to: its audit row, and the answer to a press."""
+
+    action: str
+    target: str
+    result: str = "ok"
+    answer: str = ""  # a press's answer: a toast, or a dialog when `alert`
+    alert: bool = False
+
+    def decline(self, result: str, why: str) -> None:
+        """Nothing was done (refused, stale, an error): record `result`, show `why` as a dialog."""
+        self.result, self.answer, self.alert = result, why, True
+
+
+@dataclass
 class Call:
     """One command or button press: who, where, with which arguments."""
 
@@ -104,6 +122,33 @@ class Call:
     role: Role
     rest: str = ""  # the command's arguments as typed
     notes: list[str] = field(default_factory=list)  # what happened, for the audit row
+
+    @classmethod
+    def of(cls, update: Update, context: Context, user_id: int, rest: str = "") -> Call:
+        """A call by `user_id`, with their role looked up now."""
+        desk = desk_of(context)
+        return cls(desk, update, context, user_id, desk.access.role(user_id), rest)
+
+    @asynccontextmanager
+    async def audited(self, action: str, target: str, **detail: object) -> AsyncIterator[Outcome]:
+        """Audit what the body comes to, then answer the press if this is one (after the row is
+        written, so whoever sees the answer can rely on it). An exception that escapes is
+        audited as `crashed` and not answered: the error handler tells the user."""
+        outcome = Outcome(action, target)
+        try:
+            yield outcome
+        except Exception:
+            outcome.result = "crashed"
+            raise
+        finally:
+            row: dict[str, Any] = {"chat": self.chat_id, "role": self.role.label, **detail}
+            if self.notes:
+                row["did"] = "; ".join(self.notes)
+            await self.desk.audit(self.user_id, outcome.action, outcome.target, outcome.result, row)
+            query = self.update.callback_query
+            if query is not None and outcome.result != "crashed":
+                answer = clip(outcome.answer, ANSWER_LIMIT) if outcome.answer else None
+                await query.answer(answer, show_alert=outcome.alert)
 
     @property
     def actor(self) -> str:

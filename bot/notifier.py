@@ -61,7 +61,7 @@ from telegram.warnings import PTBDeprecationWarning
 from bot.redaction import scrub
 from bot.views.alerts import alert_keyboard, render_alert, render_summary
 from bot.views.html import esc
-from core import AlertBook, AlertNotFound, Clock, Fleet, Outbox, OutboxRow
+from core import AlertBook, AlertNotFound, Clock, Fleet, Outbox, OutboxKind, OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class Notifier:
             report.dropped += 1
             return
         edit_of: int | None = None
-        if row.kind == "alert_edit":
+        if row.kind is OutboxKind.ALERT_EDIT:
             assert row.alert_id is not None
             if await self.outbox.has_pending_send(row.alert_id, row.chat):
                 await self.outbox.superseded(row.id, "a new message still waiting carries it")
@@ -288,16 +288,17 @@ class Notifier:
 
     async def _content(self, row: OutboxRow) -> tuple[str, InlineKeyboardMarkup | None]:
         now = self.clock.now()
-        if row.kind in ("alert", "alert_edit"):
+        if row.kind in (OutboxKind.ALERT, OutboxKind.ALERT_EDIT):
             assert row.alert_id is not None
             alert = await self.alerts.get(row.alert_id)
             return render_alert(alert, row.company_id, now), alert_keyboard(alert)
-        if row.kind == "summary":
+        if row.kind is OutboxKind.SUMMARY:
             summary = await self.outbox.summary(int(row.payload["summary_id"]))
             if summary is None:
                 raise AlertNotFound("the summary is gone")
             return render_summary(summary), None
-        # Masked like summaries (bot.redaction): whatever queued the text, no secret leaves.
+        # OutboxKind.TEXT, masked like summaries (bot.redaction): whatever queued it, no secret
+        # leaves.
         text = scrub(str(row.payload["text"]))
         return (text if row.payload.get("html") else esc(text)), None
 
@@ -381,7 +382,7 @@ class Notifier:
         self, row: OutboxRow, chat: str, exc: BadRequest, report: DrainReport
     ) -> None:
         text = exc.message.lower()
-        if row.kind == "alert_edit" and (
+        if row.kind is OutboxKind.ALERT_EDIT and (
             "message to edit not found" in text or "can't be edited" in text
         ):
             # The message was deleted (or lives in a migrated chat): send it afresh.

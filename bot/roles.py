@@ -64,7 +64,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("resume", "/resume AGENT", "Restart a paused agent's heartbeats", Role.OPERATOR),
     Command("wake", "/wake AGENT", "Run an agent's heartbeat now", Role.OPERATOR),
     Command("rotate", "/rotate AGENT|all", "New tokens (one agent, or every key)", Role.OWNER),
-    Command("authcheck", "/authcheck", "Verify every agent's token now", Role.OPERATOR),
+    Command("authcheck", "/authcheck", "Test every agent's token and runtime now", Role.OPERATOR),
     Command(
         "mute", "/mute TARGET DURATION [reason]", "Silence an alert for a while", Role.OPERATOR
     ),

@@ -69,6 +69,12 @@ if TYPE_CHECKING:
         format_duration as format_duration,
         parse_duration as parse_duration,
     )
+    from core.engine.runtime_check import (
+        RuntimeCheck as RuntimeCheck,
+        RuntimeReport as RuntimeReport,
+        TargetFailure as TargetFailure,
+        self_test_runtimes as self_test_runtimes,
+    )
     from core.errors import (
         AgentNotFound as AgentNotFound,
         AlertNotFound as AlertNotFound,
@@ -183,6 +189,10 @@ _WHERE: dict[str, tuple[str, str]] = {
     "rotate_agent": ("core.auth.rotation", "rotate_agent"),
     "rotate_all": ("core.auth.rotation", "rotate_all"),
     "self_test_async": ("core.auth.rotation", "self_test_async"),
+    "RuntimeCheck": ("core.engine.runtime_check", "RuntimeCheck"),
+    "RuntimeReport": ("core.engine.runtime_check", "RuntimeReport"),
+    "TargetFailure": ("core.engine.runtime_check", "TargetFailure"),
+    "self_test_runtimes": ("core.engine.runtime_check", "self_test_runtimes"),
     "CompanyActivity": ("core.reports.activity", "CompanyActivity"),
     "CompanyBoard": ("core.reports.board", "CompanyBoard"),
     "MonthCosts": ("core.reports.costs", "MonthCosts"),
@@ -238,8 +248,11 @@ __all__ = [
     "Run",
     "RunOutcome",
     "RunStatus",
+    "RuntimeCheck",
+    "RuntimeReport",
     "Severity",
     "SystemClock",
+    "TargetFailure",
     "TelegramConfig",
     "TokenAuthority",
     "Usage",
@@ -254,6 +267,7 @@ __all__ = [
     "rotate_agent",
     "rotate_all",
     "self_test_async",
+    "self_test_runtimes",
     "utc",
     "write_token_file",
 ]

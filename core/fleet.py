@@ -18,6 +18,7 @@ from core.auth.rotation import AuthWatch
 from core.clock import Clock, SystemClock
 from core.config import Config
 from core.engine.recovery import Recovery
+from core.engine.runtime_check import RuntimeWatch
 from core.engine.scheduler import RuntimePool, Scheduler
 from core.events import EventBus
 from core.metrics import Metrics
@@ -77,8 +78,19 @@ class Fleet:
         self.alerts = AlertBook(self.db, self.clock, cfg, self.outbox)
         self.costs = CostBook(self.db, self.clock)
         self.recovery = Recovery(self.service, cfg)
+        # One runtime per agent, shared by the scheduler's dispatches and the runtime self-test;
+        # closed after the monitors and the scheduler that use it.
+        self.runtimes = RuntimePool(self.env, self.service)
+        self._stack.push_async_callback(self.runtimes.aclose)
+        self.runtime_watch = RuntimeWatch(self.service, self.runtimes)
         self.monitors = Monitors(
-            self.service, self.alerts, self.costs, self.recovery, cfg, self.clock
+            self.service,
+            self.alerts,
+            self.costs,
+            self.recovery,
+            cfg,
+            self.clock,
+            runtimes=self.runtime_watch,
         )
         self._stack.push_async_callback(self.monitors.aclose)
         self.events.subscribe(self.monitors.on_event)
@@ -86,6 +98,9 @@ class Fleet:
         # marked unauthenticated with their reason, and the log names each one and its fix.
         self.auth_watch = AuthWatch(self.auth, self.service)
         await self.auth_watch.startup()
+        # Every agent's runtime too: the log names each failing target, its agents and the fix,
+        # and each dead target raises one runtime_unreachable alert naming its agents.
+        await self.monitors.check_runtimes(why="startup")
         self.metrics = Metrics()
         self.guard = Guard(
             self.service, self.auth, self.metrics, on_failure=self.monitors.on_auth_failure
@@ -98,8 +113,6 @@ class Fleet:
             await self._stack.enter_async_context(self.server)
             api_url = cfg.api.public_url or self.server.url
         self.api_url = api_url
-        self.runtimes = RuntimePool(self.env, self.service)
-        self._stack.push_async_callback(self.runtimes.aclose)
         self.scheduler = Scheduler(
             self.service,
             self.runtimes,

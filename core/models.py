@@ -93,6 +93,7 @@ class AuthReason(StrEnum):
     REVOKED = "revoked"
     WRONG_AUDIENCE = "wrong_audience"
     MISSING_FILE = "missing_file"
+    RUN_ENDED = "run_ended"  # a run-scoped token whose run is over
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +175,4 @@ class Run:
     model: str
     summary: str
     last_progress_at: float
+    external_id: str = ""  # the runtime's own id for the turn (OpenClaw's runId)

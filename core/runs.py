@@ -73,6 +73,18 @@ async def guard_dispatch(
     return False
 
 
+# Failures of the way to the agent, not of the work: the issue keeps its attempt budget.
+RUNTIME_TROUBLE = frozenset(
+    {
+        "runtime_unreachable",
+        "runtime_auth",
+        "runtime_locked_out",
+        "runtime_secret_missing",
+        "runtime_missing",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Ending:
     status: RunStatus
@@ -219,20 +231,44 @@ class RunBook:
         self.events.publish(*events)
         return await self.get(run_id)
 
+    async def note_external_id(self, run_id: str, external_id: str) -> None:
+        """The runtime acknowledged the turn under its own id (OpenClaw's runId)."""
+        async with self.db.write() as conn:
+            await run_store.set_external_id(conn, run_id, external_id)
+
     async def complete(self, run_id: str, result: DispatchResult) -> None:
-        """A runtime that sees runs through (process, simulated) returned: end the run if the
-        agent did not already. No verdict means success, and the work goes to review."""
+        """A runtime saw the turn to its end: record what it measured, and end the run if the
+        agent did not already (its own finish wins). No verdict means success, and the work
+        goes to review with the turn's last reply as the summary."""
         now = self.clock.now()
         events: list[Event] = []
         async with self.db.write() as conn:
             run = await run_store.get(conn, run_id)
-            if run is None or run.status is not RunStatus.RUNNING:
+            if run is None:
+                return
+            if result.external_id and not run.external_id:
+                await run_store.set_external_id(conn, run_id, result.external_id)
+            if result.usage is not None:
+                # The runtime's accounting is the truth about what the turn cost; totals only
+                # grow, so an agent's own (smaller) reports change nothing.
+                u = result.usage
+                await run_store.record_usage(
+                    conn,
+                    run_id,
+                    turns=u.turns,
+                    input_tokens=u.input_tokens,
+                    output_tokens=u.output_tokens,
+                    cost=u.cost,
+                    model=u.model,
+                    now=now,
+                )
+            if run.status is not RunStatus.RUNNING:
                 return
             if result.outcome is None:
                 ending = _Ending(
                     RunStatus.SUCCEEDED,
-                    "the agent exited cleanly without reporting an outcome",
-                    "exited",
+                    result.reason or "the agent exited cleanly without reporting an outcome",
+                    result.reason_code or "exited",
                     AgentStatus.IDLE,
                     IssueStatus.IN_REVIEW,
                 )
@@ -355,8 +391,13 @@ class RunBook:
     ) -> None:
         assert run.issue_id is not None
         if ending.issue_status is None:
-            # An operator's cancel is not the agent failing: it costs no attempt.
-            failed = ending.status is not RunStatus.CANCELLED
+            # An operator's cancel is not the agent failing, and a runtime that cannot be
+            # reached or refuses fleetbot's credentials is not the issue failing: neither
+            # costs an attempt.
+            failed = (
+                ending.status is not RunStatus.CANCELLED
+                and ending.reason_code not in RUNTIME_TROUBLE
+            )
             await self.release(conn, run.issue_id, run.id, now, failed=failed)
             return
         # Moves outside the graph (e.g. the issue was cancelled meanwhile) just drop the lease.

@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--no-bot", action="store_true", help="run the core and the API only")
 
-    p = sub.add_parser("check", help="validate the config and self-test every agent's token")
+    p = sub.add_parser(
+        "check", help="validate the config and self-test every agent's token and runtime"
+    )
     _add_config(p)
     _add_verbose(p)
 
@@ -115,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "tokens":
             config = _load(args.config, env)
             if args.tokens_command == "verify":
-                return asyncio.run(cmd_check(config, env, verbose=args.verbose))
+                return asyncio.run(cmd_check(config, env, verbose=args.verbose, runtimes=False))
             if args.tokens_command == "jwks":
                 return asyncio.run(cmd_jwks(config, env))
             return asyncio.run(cmd_rotate(config, env, args.agent, verbose=args.verbose))
@@ -210,12 +212,15 @@ async def _init_tokens(config: Config, env: Mapping[str, str]) -> bool:
     return report.ok
 
 
-async def cmd_check(config: Config, env: Mapping[str, str], *, verbose: bool = False) -> int:
-    """Config, key ring and every agent's token file; exit 0 only if every agent passes."""
-    from core import self_test_async
+async def cmd_check(
+    config: Config, env: Mapping[str, str], *, verbose: bool = False, runtimes: bool = True
+) -> int:
+    """Config, key ring, every agent's token file and (unless `runtimes` is off, as for
+    `tokens verify`) every agent's runtime; exit 0 only if every agent passes."""
+    from core import RuntimeReport, self_test_async, self_test_runtimes
 
-    agents = sum(len(c.agents) for c in config.companies)
-    print(f"config ok: {len(config.companies)} companies, {agents} agents")
+    count = sum(len(c.agents) for c in config.companies)
+    print(f"config ok: {len(config.companies)} companies, {count} agents")
     async with _auth_desk(config, env) as (service, auth):
         ring = auth.keyring.ring
         now = service.clock.now()
@@ -232,9 +237,13 @@ async def cmd_check(config: Config, env: Mapping[str, str], *, verbose: bool = F
                 f"note: auth.algorithm is {config.auth.algorithm} but the active key is "
                 f"{ring.active.alg}; `fleetbot tokens rotate` switches to {config.auth.algorithm}"
             )
-        report = await self_test_async(auth, await service.agents())
-    print("\n".join(report.lines(verbose=verbose)))
-    return 0 if report.ok else 1
+        agents = await service.agents()
+        report = await self_test_async(auth, agents)
+        print("\n".join(report.lines(verbose=verbose)))
+        reached = await self_test_runtimes(service, env, agents) if runtimes else RuntimeReport()
+    if runtimes:
+        print("\n".join(reached.lines(verbose=verbose)))
+    return 0 if report.ok and reached.ok else 1
 
 
 def _when(ts: float) -> str:

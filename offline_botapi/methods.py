@@ -58,7 +58,7 @@ _CHAT_ACTIONS = frozenset(
 _OPT_IN_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 
 _NOT_MODIFIED = (
-    "Bad Request: message is not modified: specified new message content and reply markup "
+    "message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
 )
 _QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
@@ -311,11 +311,16 @@ class BotApiMethods(OfflineState):
         self._outbox.append((chat.id, copy.deepcopy(message)))
         return copy.deepcopy(message)
 
-    async def _edit_message_text(self, params: Params) -> JSON:
+    def _editable(self, params: Params) -> tuple[Chat, JSON]:
+        """The chat and the bot's own message that an edit names, or Telegram's refusal."""
         chat = self._resolve_chat(params, sending=False)
         message = self._own_message(chat, params, "message to edit not found")
         if message["from"]["id"] != self.bot_user["id"]:
             raise bad_request("message can't be edited")
+        return chat, message
+
+    async def _edit_message_text(self, params: Params) -> JSON:
+        chat, message = self._editable(params)
         if "text" not in message:
             raise bad_request("there is no text in the message to edit")
         parsed, source = message_text(params, strict_ampersand=self.strict_ampersand)
@@ -326,7 +331,7 @@ class BotApiMethods(OfflineState):
             parsed.entities,
         )
         if same_text and message.get("reply_markup") == markup:
-            raise bad_request(_NOT_MODIFIED.removeprefix("Bad Request: "))
+            raise bad_request(_NOT_MODIFIED)
         message["text"] = parsed.text
         _set_or_drop(message, "entities", parsed.entities or None)
         _set_or_drop(message, "reply_markup", markup)
@@ -335,13 +340,10 @@ class BotApiMethods(OfflineState):
         return copy.deepcopy(message)
 
     async def _edit_message_reply_markup(self, params: Params) -> JSON:
-        chat = self._resolve_chat(params, sending=False)
-        message = self._own_message(chat, params, "message to edit not found")
-        if message["from"]["id"] != self.bot_user["id"]:
-            raise bad_request("message can't be edited")
+        _, message = self._editable(params)
         markup = reply_markup(params, inline_only=True)
         if message.get("reply_markup") == markup:
-            raise bad_request(_NOT_MODIFIED.removeprefix("Bad Request: "))
+            raise bad_request(_NOT_MODIFIED)
         _set_or_drop(message, "reply_markup", markup)
         message["edit_date"] = int(self._clock())
         return copy.deepcopy(message)

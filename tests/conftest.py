@@ -27,7 +27,7 @@ from core.events import Event
 from core.models import Agent, AgentStatus
 from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult, Runtime
 from core.service import FleetService
-from core.store import ops
+from core.store import agents as agent_store
 from core.store.db import Database
 
 API_URL = "http://127.0.0.1:9"  # never contacted: the fake runtimes only record it
@@ -229,9 +229,9 @@ async def force_status(
 ) -> None:
     """Put an agent into `status` directly, as a failed run or the auth check would."""
     async with service.db.write() as conn:
-        agent = await ops.fetch_agent(conn, agent_id)
+        agent = await agent_store.get(conn, agent_id)
         assert agent is not None
-        await ops.set_agent_status(conn, agent, status, service.clock.now(), "set by test", code)
+        await agent_store.set_status(conn, agent, status, service.clock.now(), "set by test", code)
 
 
 async def heartbeat_counts(service: FleetService, agent_id: str) -> dict[str, int]:

@@ -21,10 +21,12 @@ BROKEN = (AgentStatus.ERROR, AgentStatus.UNAUTHENTICATED)
 
 @guarded("agents")
 async def agents(call: Call) -> None:
-    """Agents with their status, grouped by company; in a team chat, that team's."""
+    """Agents with their status, grouped by company; in a team chat, that team's. Idle agents
+    whose runtime is down show as unreachable, with the target and why."""
     company = args.optional_word(call.rest, "company") or call.desk.chat_company(call.chat_id)
     found = await call.service.agents(company)
-    await call.reply(render.agent_list(found, await call.service.companies()))
+    down = call.desk.fleet.runtime_watch.unreachable(found)
+    await call.reply(render.agent_list(found, await call.service.companies(), unreachable=down))
 
 
 @guarded("agent")
@@ -42,11 +44,11 @@ async def role(call: Call) -> None:
     before = await call.service.agent(agent_id)
     agent = await call.service.set_role(agent_id, new_role, call.actor)
     call.note(f"{agent.id}: {before.role} -> {agent.role}")
-    text, keyboard = await cards.agent_card(call.desk, agent, call.role)
-    await call.reply(
+    await _reply_with_card(
+        call,
+        agent,
         f"🎭 {render.esc(agent.id)} is now <b>{render.esc(agent.role)}</b> "
-        f"(was {render.esc(before.role)}).\n\n{text}",
-        keyboard,
+        f"(was {render.esc(before.role)}).",
     )
 
 
@@ -71,8 +73,7 @@ async def reset(call: Call) -> None:
         return
     agent = await call.service.reset(target, call.actor)
     call.note(f"reset {agent.id}")
-    text, keyboard = await cards.agent_card(call.desk, agent, call.role)
-    await call.reply(f"♻️ {render.esc(agent.id)} is idle again and woken.\n\n{text}", keyboard)
+    await _reply_with_card(call, agent, f"♻️ {render.esc(agent.id)} is idle again and woken.")
 
 
 @guarded("pause")
@@ -81,8 +82,7 @@ async def pause(call: Call) -> None:
     agent_id, reason = args.word_and_rest(call.rest, "agent")
     agent = await call.service.pause(agent_id, call.actor, reason)
     call.note(f"paused {agent.id}")
-    text, keyboard = await cards.agent_card(call.desk, agent, call.role)
-    await call.reply(f"⏸ {render.esc(agent.id)} is paused.\n\n{text}", keyboard)
+    await _reply_with_card(call, agent, f"⏸ {render.esc(agent.id)} is paused.")
 
 
 @guarded("resume")
@@ -90,8 +90,7 @@ async def resume(call: Call) -> None:
     """Restart a paused agent's heartbeats."""
     agent = await call.service.resume(args.one_word(call.rest, "agent"), call.actor)
     call.note(f"resumed {agent.id}")
-    text, keyboard = await cards.agent_card(call.desk, agent, call.role)
-    await call.reply(f"▶️ {render.esc(agent.id)} is back on its heartbeat.\n\n{text}", keyboard)
+    await _reply_with_card(call, agent, f"▶️ {render.esc(agent.id)} is back on its heartbeat.")
 
 
 @guarded("wake")
@@ -102,6 +101,12 @@ async def wake(call: Call) -> None:
     inbox = await call.service.inbox(agent.id)
     what = f"{render.count(len(inbox), 'open issue')} in its inbox" if inbox else "an empty inbox"
     await call.reply(f"⏰ Woke {render.esc(agent.id)} ({what}).")
+
+
+async def _reply_with_card(call: Call, agent: Agent, headline: str) -> None:
+    """`headline` (HTML) above the agent's card, with the buttons this person may press."""
+    text, keyboard = await cards.agent_card(call.desk, agent, call.role)
+    await call.reply(f"{headline}\n\n{text}", keyboard)
 
 
 async def broken_agents(desk: Desk, ids: set[str] | None = None) -> list[Agent]:

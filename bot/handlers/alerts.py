@@ -4,7 +4,8 @@ Alert buttons are `v1:a:<alert id>:ack`, `…:mute:<1h|4h|24h>` and `…:fix:<fi
 read from the AlertBook and each fix acts only on the alert's live members that the chat may see
 (a team chat: its own company's). The alert message itself is edited by the notifier when the
 alert changes, so these handlers answer the press and post results below it. The "File issue"
-fix opens the guided form (bot.handlers.guided).
+fix opens the guided form (bot.handlers.guided). "Check again" probes the runtime of the
+alert's agents now: the alert resolves at once if it passes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bot.desk import Call, Desk
 from bot.handlers.agents import broken_agents, reset_many
 from bot.handlers.auth import rotate_confirm
 from bot.views import cards, keyboards, render
+from bot.views.alerts import MUTE_CHOICES
 from bot.views.keyboards import Kind, Press, StaleButton as Stale, button
 from core import (
     AgentStatus,
@@ -30,7 +32,6 @@ from core import (
 )
 
 MAX_ALERT_ROWS = 6  # alerts that get their own buttons in /alerts
-MUTE_CHOICES = {"1h": 3600.0, "4h": 4 * 3600.0, "24h": 86400.0}
 MAX_CARDS = 5  # issue cards a "Reassign" press posts at most
 
 
@@ -147,6 +148,8 @@ async def _fix(call: Call, alert: Alert, name: str) -> str:
         return f"Reset {len(report.done)} of {len(broken)}."
     if fix is Fix.PAUSE:
         return await _pause(call, alert, members)
+    if fix is Fix.RECHECK:
+        return await _recheck(call, alert, members)
     if fix is Fix.REASSIGN:
         return await _reassign(call, alert, members)
     # Fix.FILE is taken by the guided form's entry point; reaching here means it was refused.
@@ -171,6 +174,16 @@ async def _pause(call: Call, alert: Alert, members: tuple[AlertMember, ...]) -> 
         "/resume AGENT brings one back."
     )
     return f"Paused {len(paused)}."
+
+
+async def _recheck(call: Call, alert: Alert, members: tuple[AlertMember, ...]) -> str:
+    ids = {m.agent_id for m in members if m.agent_id}
+    report = await call.desk.fleet.monitors.check_runtimes(ids, why=f"alert #{alert.id}")
+    call.note(f"#{alert.id}: {report.summary()}")
+    if report.ok:
+        return f"✅ Reachable again ({report.summary()}); alert #{alert.id} is resolved."
+    await call.reply(render.runtime_report(report, f"Alert #{alert.id}, checked again"))
+    return f"Still down: {report.summary()}."
 
 
 async def _reassign(call: Call, alert: Alert, members: tuple[AlertMember, ...]) -> str:

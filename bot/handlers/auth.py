@@ -1,4 +1,8 @@
-"""Tokens: /rotate and /authcheck, and rotating everything as the one fix for a fleet-wide 401.
+"""Tokens and runtimes: /rotate and /authcheck, and rotating everything as the one fix for a
+fleet-wide 401.
+
+/authcheck answers both self-tests, as `fleetbot check` does: every agent's token, and every
+agent's runtime (one line per failing target, naming its agents).
 
 `/rotate all` only sends an "are you sure?" with a button (bot.handlers.confirm).
 """
@@ -51,15 +55,18 @@ async def rotate(call: Call) -> None:
 @guarded("authcheck")
 async def authcheck(call: Call) -> None:
     """Verify every agent's token file now, as its next heartbeat would, and record the result
-    (failing idle agents become unauthenticated; fixed ones come back and are woken)."""
+    (failing idle agents become unauthenticated; fixed ones come back and are woken); then
+    probe every agent's runtime, which raises or resolves the runtime_unreachable alerts."""
     args.no_args(call.rest)
     agents = await call.service.agents()
     report = await self_test_async(call.desk.fleet.auth, agents)
     back = await record(call.service, agents, report)
-    call.note(report.summary())
+    runtimes = await call.desk.fleet.monitors.check_runtimes(why=f"/authcheck by {call.actor}")
+    call.note(f"{report.summary()}; {runtimes.summary()}")
     text = render.auth_report(report)
     if back:
         text += "\n✅ Back to work: " + render.esc(", ".join(back))
+    text += "\n\n" + render.runtime_report(runtimes)
     keyboard = None
     if not report.ok and call.role >= Role.OWNER:
         keyboard = call.confirm_keyboard("rotate_all", "🔑 Rotate all tokens")

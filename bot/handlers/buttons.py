@@ -14,23 +14,17 @@ from collections.abc import Awaitable, Callable
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.desk import Call, desk_of
+from bot.desk import Call
 from bot.handlers.agents import on_agent
 from bot.handlers.alerts import on_alert
 from bot.handlers.confirm import confirm_need, on_confirm
 from bot.handlers.issues import on_issue
 from bot.roles import Role, button_need
-from bot.views import keyboards, render
+from bot.views import keyboards
 from bot.views.keyboards import Kind, Press, StaleButton as Stale
 from core import FleetbotError
 
-ANSWER_LIMIT = 200  # Telegram's limit on a callback answer's text
-
 Action = Callable[[Call, Press], Awaitable[str]]
-
-
-def answer_text(text: str) -> str:
-    return render.clip(text, ANSWER_LIMIT)
 
 
 def refusal_text(user_id: int, role: Role, need: Role) -> str:
@@ -47,39 +41,27 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query, user = update.callback_query, update.effective_user
     if query is None or user is None:
         return
-    desk = desk_of(context)
-    role = desk.access.role(user.id)
-    call = Call(desk, update, context, user.id, role)
-    result, target, action = "ok", "", "button"
-    answer, alert = "", False
-    try:
-        press = keyboards.decode(query.data)
-        target, action = press.ref, f"button.{press.kind.value}.{press.verb}"
-        need = button_need(press.kind.value, press.verb, press.arg, press.ref)
-        if press.kind is Kind.CONFIRM:  # its data names no action; the desk knows which
-            need = max(need, confirm_need(call, press))
-        if role < need:
-            result, answer, alert = "refused", refusal_text(user.id, role, need), True
-            return
-        handler = _HANDLERS.get(press.kind)
-        if handler is None:  # a form button after its form closed
-            raise Stale("This form is closed (filed, cancelled or timed out). Send /issue again.")
-        answer = await handler(call, press)
-    except Stale as exc:
-        result, answer, alert = "stale", exc.reason, True
-    except FleetbotError as exc:
-        result, answer, alert = f"error:{exc.code}", exc.message, True
-    except Exception:
-        result = "crashed"
-        raise
-    finally:
-        detail: dict[str, object] = {"chat": call.chat_id, "role": role.label, "data": query.data}
-        if call.notes:
-            detail["did"] = "; ".join(call.notes)
-        await desk.audit(user.id, action, target, result, detail)
-        # Answered last, so whoever sees the answer can rely on the audit row being there.
-        if result != "crashed":
-            await query.answer(answer_text(answer) if answer else None, show_alert=alert)
+    call = Call.of(update, context, user.id)
+    async with call.audited("button", "", data=query.data) as outcome:
+        try:
+            press = keyboards.decode(query.data)
+            outcome.target, outcome.action = press.ref, f"button.{press.kind.value}.{press.verb}"
+            need = button_need(press.kind.value, press.verb, press.arg, press.ref)
+            if press.kind is Kind.CONFIRM:  # its data names no action; the desk knows which
+                need = max(need, confirm_need(call, press))
+            if call.role < need:
+                outcome.decline("refused", refusal_text(user.id, call.role, need))
+                return
+            handler = _HANDLERS.get(press.kind)
+            if handler is None:  # a form button after its form closed
+                raise Stale(
+                    "This form is closed (filed, cancelled or timed out). Send /issue again."
+                )
+            outcome.answer = await handler(call, press)
+        except Stale as exc:
+            outcome.decline("stale", exc.reason)
+        except FleetbotError as exc:
+            outcome.decline(f"error:{exc.code}", exc.message)
 
 
 _HANDLERS: dict[Kind, Action] = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import TelegramError
 
+from bot.args import MAX_TITLE
 from bot.desk import Call, edit_html
 from bot.views import render
 from bot.views.keyboards import Kind, StaleButton, button
@@ -137,7 +138,7 @@ async def ask_title(call: Call, form: Form) -> int:
     form.state = TITLE
     text = (
         _head(form, 3) + f"For <b>{render.esc(form.assignee_label)}</b>.\n"
-        f"{_write(call, 'the title').capitalize()} (one line, under 200 characters)."
+        f"{_write(call, 'the title').capitalize()} (one line, under {MAX_TITLE} characters)."
     )
     await _show(call, form, text, [_nav()])
     return TITLE

@@ -51,11 +51,15 @@ from bot.handlers.form import (
 from bot.handlers.issues import file_issue
 from bot.roles import Role
 from bot.views import cards, render
-from bot.views.keyboards import Press, StaleButton, decode
-from core import Agent, AmbiguousAssignee, FleetbotError, InvalidInput, format_duration
+from bot.views.keyboards import Kind, Press, StaleButton, decode, pattern
+from core import Agent, AmbiguousAssignee, Fix, FleetbotError, InvalidInput, format_duration
 
-FORM_PATTERN = r"^v1:f:"
-ALERT_FILE_PATTERN = r"^v1:a:[^:]+:fix:file$"
+FORM_PATTERN = pattern(Kind.FORM)
+ALERT_FILE_PATTERN = pattern(Kind.ALERT, "fix", Fix.FILE.value)
+
+
+def _needs_operator(role: Role) -> str:
+    return f"Filing issues needs the operator role; you are {role.label}."
 
 
 @guarded("issue")
@@ -105,46 +109,33 @@ def step(name: str, fn: StepFn) -> Handler:
         user = update.effective_user
         if user is None:
             return None
-        desk = desk_of(context)
-        role = desk.access.role(user.id)
-        call = Call(desk, update, context, user.id, role)
+        call = Call.of(update, context, user.id)
         query = update.callback_query
         message = update.effective_message
         text = "" if query is not None or message is None else message.text or ""
-        result, answer = "ok", ""
-        try:
-            if role < Role.OPERATOR:
-                result = "refused"
-                answer = f"Filing issues needs the operator role; you are {role.label}."
-                _forms(call).pop(call.chat_id or 0, None)
-                if query is None:
-                    await call.reply(f"⛔ {render.esc(answer)}")
+        target = (query.data or "") if query is not None else render.clip(text, 100)
+        async with call.audited(f"form.{name}", target) as outcome:
+            try:
+                if call.role < Role.OPERATOR:
+                    outcome.decline("refused", _needs_operator(call.role))
+                    _forms(call).pop(call.chat_id or 0, None)
+                    if query is None:
+                        await call.reply(f"⛔ {render.esc(outcome.answer)}")
+                    return ConversationHandler.END
+                form = _form(call)
+                press = decode(query.data) if query is not None else None
+                return await fn(call, form, press, text)
+            except _Closed as exc:
+                outcome.decline("stale", exc.reason)
                 return ConversationHandler.END
-            form = _form(call)
-            press = decode(query.data) if query is not None else None
-            return await fn(call, form, press, text)
-        except _Closed as exc:
-            result, answer = "stale", exc.reason
-            return ConversationHandler.END
-        except StaleButton as exc:
-            result, answer = "stale", exc.reason
-            return None
-        except FleetbotError as exc:
-            result, answer = f"error:{exc.code}", exc.message
-            if query is None:
-                await call.reply(f"⚠️ {render.esc(exc.message)}")
-            return None
-        except Exception:
-            result = "crashed"
-            raise
-        finally:
-            detail: dict[str, object] = {"chat": call.chat_id, "role": role.label}
-            if call.notes:
-                detail["did"] = "; ".join(call.notes)
-            target = (query.data or "") if query is not None else render.clip(text, 100)
-            await desk.audit(user.id, f"form.{name}", target, result, detail)
-            if query is not None and result != "crashed":  # answered after the audit row
-                await query.answer(render.clip(answer, 200) or None, show_alert=bool(answer))
+            except StaleButton as exc:
+                outcome.decline("stale", exc.reason)
+                return None
+            except FleetbotError as exc:
+                outcome.decline(f"error:{exc.code}", exc.message)
+                if query is None:
+                    await call.reply(f"⚠️ {render.esc(exc.message)}")
+                return None
 
     handler.__name__ = f"form_{name}"
     return handler
@@ -201,9 +192,10 @@ async def _typed_assignee(call: Call, form: Form, press: Press | None, text: str
 
 async def _typed_title(call: Call, form: Form, press: Press | None, text: str) -> object:
     title = " ".join(text.split())
-    if len(title) > 200:
+    if len(title) > args.MAX_TITLE:
         raise InvalidInput(
-            f"keep the title under 200 characters (it has {len(title)}); type a shorter one"
+            f"keep the title under {args.MAX_TITLE} characters (it has {len(title)}); "
+            "type a shorter one"
         )
     form.title = title
     call.note("title")
@@ -211,8 +203,8 @@ async def _typed_title(call: Call, form: Form, press: Press | None, text: str) -
 
 
 async def _typed_body(call: Call, form: Form, press: Press | None, text: str) -> object:
-    if len(text) > 20_000:
-        raise InvalidInput("keep the details under 20,000 characters; type them again")
+    if len(text) > args.MAX_BODY:
+        raise InvalidInput(f"keep the details under {args.MAX_BODY:,} characters; type them again")
     form.body = text.strip()
     call.note("details")
     return await ask_confirm(call, form)
@@ -268,35 +260,28 @@ async def _alert_entry(update: Update, context: Context) -> object:
     user, query = update.effective_user, update.callback_query
     if user is None or query is None:
         return None
-    desk = desk_of(context)
-    role = desk.access.role(user.id)
-    call = Call(desk, update, context, user.id, role)
-    result, answer = "ok", ""
-    try:
-        if role < Role.OPERATOR:
-            result = "refused"
-            answer = f"Filing issues needs the operator role; you are {role.label}."
+    call = Call.of(update, context, user.id)
+    async with call.audited("button.a.fix", query.data or "") as outcome:
+        if call.role < Role.OPERATOR:
+            outcome.decline("refused", _needs_operator(call.role))
             return None
-        press = decode(query.data)
         try:
-            alert = await desk.alerts.get(press.ref)
-        except FleetbotError:
-            raise StaleButton("That alert is gone. Send /issue to file work.") from None
-        scope = desk.chat_company(call.chat_id)
-        companies = [m.company_id for m in alert.members_for(scope) if m.active and m.company_id]
-        if not companies:
-            raise StaleButton(f"Alert #{alert.id} has no open company any more. Send /issue.")
-        call.note(f"form from alert #{alert.id}")
-        return await begin(call, companies[0])
-    except StaleButton as exc:
-        result, answer = "stale", exc.reason
-        return None
-    finally:
-        detail: dict[str, object] = {"chat": call.chat_id, "role": role.label}
-        if call.notes:
-            detail["did"] = "; ".join(call.notes)
-        await desk.audit(user.id, "button.a.fix", query.data or "", result, detail)
-        await query.answer(render.clip(answer, 200) or None, show_alert=bool(answer))
+            press = decode(query.data)
+            try:
+                alert = await call.desk.alerts.get(press.ref)
+            except FleetbotError:
+                raise StaleButton("That alert is gone. Send /issue to file work.") from None
+            scope = call.desk.chat_company(call.chat_id)
+            companies = [
+                m.company_id for m in alert.members_for(scope) if m.active and m.company_id
+            ]
+            if not companies:
+                raise StaleButton(f"Alert #{alert.id} has no open company any more. Send /issue.")
+            call.note(f"form from alert #{alert.id}")
+            return await begin(call, companies[0])
+        except StaleButton as exc:
+            outcome.decline("stale", exc.reason)
+            return None
 
 
 async def on_timeout(update: Update, context: Context) -> None:

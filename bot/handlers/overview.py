@@ -83,10 +83,17 @@ async def whoami(call: Call) -> None:
 
 @guarded("status")
 async def status(call: Call) -> None:
-    """The board: per company, agents by status, work, alerts firing, spend this month."""
+    """The board: per company, agents by status (idle ones whose runtime is down counted as
+    unreachable), work, alerts firing, spend this month."""
     args.no_args(call.rest)
     boards = await call.service.board(call.now)
-    await call.reply(render.status_board(boards, await firing_by_company(call.desk), call.now))
+    watch = call.desk.fleet.runtime_watch
+    down: dict[str, int] = {}
+    if watch.failing():  # the whole fleet is read only when some runtime is down
+        for check in watch.unreachable(await call.service.agents()).values():
+            down[check.company_id] = down.get(check.company_id, 0) + 1
+    firing = await firing_by_company(call.desk)
+    await call.reply(render.status_board(boards, firing, call.now, down))
 
 
 @guarded("costs")

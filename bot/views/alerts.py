@@ -4,7 +4,11 @@ Pure functions of an `Alert`, the audience and `now`. Everything from outside (n
 summaries) is escaped with `esc`; what agents and runtimes wrote (reasons, summaries) first has
 its secrets masked by `scrub`, as the logs do. Buttons carry `v1:a:<alert id>:<verb>[:<arg>]`
 (encoded by bot.views.keyboards): `ack`, `mute:1h|4h|24h`, `fix:<reset|rotate|file|reassign|
-pause>`; the alert handlers (bot.handlers.alerts) read exactly this.
+pause|recheck>`; the alert handlers (bot.handlers.alerts) read exactly this.
+
+A runtime_unreachable alert reads "what is down, its agents, the fix": its cause is the target
+(one alert per dead gateway or endpoint), shown on its own line, and each distinct problem is
+followed by the agents it hits.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from bot.views.keyboards import Kind, encode
 from core import Alert, AlertKind, AlertMember, AlertState, Fix, Severity, utc
 
 _BODY_BUDGET = 3300  # characters for the member list; the rest is header, fix and footer
-MUTE_CHOICES = ("1h", "4h", "24h")
+# The Mute buttons: the label each carries in its callback data, and for how long it mutes.
+MUTE_CHOICES = {"1h": 3600.0, "4h": 4 * 3600.0, "24h": 86400.0}
 FIX_LABELS = {
     Fix.RESET: "♻️ Reset",
     Fix.ROTATE: "🔑 Rotate tokens",
     Fix.FILE: "📝 File issue",
     Fix.REASSIGN: "👤 Reassign",
     Fix.PAUSE: "⏸ Pause heartbeats",
+    Fix.RECHECK: "🔄 Check again",
 }
 # What each fix does, in the message, so a reader knows before tapping.
 FIX_HINTS = {
@@ -35,6 +41,7 @@ FIX_HINTS = {
     Fix.FILE: "file an issue so the agents have work",
     Fix.REASSIGN: "give the issues to another agent",
     Fix.PAUSE: "pause heartbeats until there is work",
+    Fix.RECHECK: "once it is back, check again (it also resolves by itself within a minute)",
 }
 KIND_ICON = {
     AlertKind.AGENT_ERROR: "🔴",
@@ -45,8 +52,17 @@ KIND_ICON = {
     AlertKind.ISSUE_BLOCKED: "⛔",
     AlertKind.RECOVERY_LOOP: "🔁",
     AlertKind.BUDGET: "💸",
+    AlertKind.RUNTIME_UNREACHABLE: "📡",
     AlertKind.DELIVERY: "📡",
 }
+_AGENT_KINDS = (
+    AlertKind.AGENT_ERROR,
+    AlertKind.AGENT_UNAUTHENTICATED,
+    AlertKind.AGENT_STUCK,
+    AlertKind.AGENT_SILENT,
+    AlertKind.RUNTIME_UNREACHABLE,
+    AlertKind.DELIVERY,
+)
 
 
 def _time(ts: float) -> str:
@@ -57,8 +73,9 @@ def callback(alert_id: int, verb: str, arg: str = "") -> str:
     return encode(Kind.ALERT, str(alert_id), verb, arg)
 
 
-def _members_html(members: Sequence[AlertMember]) -> list[str]:
-    """Members grouped by what is wrong with them, names listed once per reason, cut to fit."""
+def _members_html(members: Sequence[AlertMember], *, names_after: bool = False) -> list[str]:
+    """Members grouped by what is wrong with them, names listed once per reason, cut to fit;
+    `names_after`: the reason as a sentence, then "Agents: …" (a runtime's problem and fix)."""
     groups: dict[str, list[AlertMember]] = {}
     for m in members:
         groups.setdefault(m.detail, []).append(m)
@@ -76,7 +93,9 @@ def _members_html(members: Sequence[AlertMember]) -> list[str]:
         tail = f" … and {more} more" if more else ""
         head = esc(scrub(detail)[:300])
         used += len(head)
-        if len(group) == 1 and names:
+        if names_after:
+            lines.append(f"• {head}\n  Agents: {', '.join(names)}{tail}")
+        elif len(group) == 1 and names:
             lines.append(f"• {names[0]}: {head}")
         else:
             lines.append(f"• {head}:\n  {', '.join(names)}{tail}")
@@ -94,25 +113,26 @@ def render_alert(alert: Alert, company_id: str | None, now: float) -> str:
     live = [m for m in members if m.active]
     resolved = alert.state is AlertState.RESOLVED
     icon = "✅" if resolved else KIND_ICON.get(alert.kind, "⚠️")
+    by_target = alert.kind is AlertKind.RUNTIME_UNREACHABLE
     code = alert.cause.partition(":")[2]
+    if by_target:  # the cause is the target; the codes are the members'
+        code = ", ".join(dict.fromkeys(m.reason_code for m in members if m.reason_code))
     head = f"{icon} <b>#{alert.id} {esc(alert.title)}</b>"
     if code:
         head += f" · <code>{esc(code)}</code>"
     count = len(live) if not resolved else len(members)
     noun = "subject" if count == 1 else "subjects"
-    if alert.kind in (
-        AlertKind.AGENT_ERROR,
-        AlertKind.AGENT_UNAUTHENTICATED,
-        AlertKind.AGENT_STUCK,
-        AlertKind.AGENT_SILENT,
-        AlertKind.DELIVERY,
-    ):
+    if alert.kind in _AGENT_KINDS:
         noun = "agent" if count == 1 else "agents"
     elif alert.kind in (AlertKind.ISSUE_BLOCKED, AlertKind.RECOVERY_LOOP):
         noun = "issue" if count == 1 else "issues"
     lines = [head, f"{count} {noun} · since {_time(alert.created_at)}"]
     if alert.severity is Severity.CRITICAL and not resolved:
         lines[-1] += " · critical"
+    if by_target:
+        lines.append(
+            f"<b>{'Was down' if resolved else 'Down'}:</b> {esc(alert.cause.partition(':')[2])}"
+        )
     tail = []
     if alert.fixes and not resolved:
         hints = "; or ".join(FIX_HINTS[f] for f in alert.fixes)
@@ -120,7 +140,7 @@ def render_alert(alert: Alert, company_id: str | None, now: float) -> str:
     footer = _footer(alert, now)
     if footer:
         tail += ["", *footer]
-    body = _members_html(members)
+    body = _members_html(members, names_after=by_target)
     while True:  # whole lines only: cutting HTML mid-tag would make Telegram refuse it
         text = "\n".join([*lines, "", *body, *tail])
         if len(text) <= MAX_TEXT or not body:

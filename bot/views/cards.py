@@ -26,8 +26,9 @@ async def agent_card(desk: Desk, agent: Agent, role: Role) -> tuple[str, InlineK
     inbox = await service.inbox(agent.id)
     runs = await service.recent_runs(agent.id, limit=1)
     company = await company_or_none(desk, agent.company_id)
+    down = desk.fleet.runtime_watch.unreachable([agent]).get(agent.id)
     text = render.agent_card(
-        agent, company, len(inbox), runs[0] if runs else None, desk.clock.now()
+        agent, company, len(inbox), runs[0] if runs else None, desk.clock.now(), down
     )
     keyboard = keyboards.agent_keyboard(
         agent, can_act=role >= Role.OPERATOR, can_rotate=role >= Role.OWNER

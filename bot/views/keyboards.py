@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -86,6 +87,15 @@ def decode(data: str | None) -> Press:
     except ValueError:
         raise StaleButton("This button is of a kind this fleetbot no longer has.") from None
     return Press(kind, parts[2], parts[3], parts[4] if len(parts) == 5 else "")
+
+
+def pattern(kind: Kind, verb: str | None = None, arg: str | None = None) -> str:
+    """A regex matching the callback data of `kind`'s buttons (with that verb and arg), for
+    python-telegram-bot's `CallbackQueryHandler(pattern=…)`."""
+    head = f"^{re.escape(VERSION)}:{kind.value}:"
+    if verb is None:
+        return head
+    return head + f"[^:]+:{re.escape(verb)}" + (f":{re.escape(arg)}" if arg else "") + "$"
 
 
 def button(text: str, kind: Kind, ident: str, verb: str, arg: str = "") -> InlineKeyboardButton:

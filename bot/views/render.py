@@ -1,5 +1,9 @@
-"""HTML for every answer the bot gives: the board, agents, issues, tokens, costs, the digest,
-the /alerts list.
+"""HTML for every answer the bot gives: the board, agents, issues, tokens, runtimes, costs,
+the digest, the /alerts list.
+
+An idle agent whose runtime failed its last self-test is shown as "unreachable" (📡, with the
+target and the reason) rather than idle: a display state the handlers look up on the fleet's
+RuntimeWatch and pass in, not an agent status.
 
 Pure functions of core records and a `now`. Everything that came from outside (names, titles,
 reasons, summaries) goes through `esc`; what agents and runtimes wrote (titles, bodies,
@@ -10,7 +14,7 @@ handler builds its answer with `render` alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from bot.redaction import scrub
 from bot.views.html import (
@@ -35,6 +39,9 @@ from core import (
     Mute,
     Run,
     RunStatus,
+    RuntimeCheck,
+    RuntimeReport,
+    TargetFailure,
     Usage,
     format_duration,
     utc,
@@ -49,6 +56,8 @@ AGENT_ICON = {
     AgentStatus.ERROR: "🔴",
     AgentStatus.UNAUTHENTICATED: "🔑",
 }
+UNREACHABLE = "unreachable"  # the display state of an idle agent whose runtime is down
+UNREACHABLE_ICON = "📡"
 RUN_ICON = {
     RunStatus.RUNNING: "▶️",
     RunStatus.SUCCEEDED: "✅",
@@ -105,19 +114,26 @@ def stamp(now: float) -> str:
     return utc(now).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def status_board(boards: Sequence[CompanyBoard], firing: dict[str, int], now: float) -> str:
-    """/status: one short block per company, sized for one phone screen."""
+def status_board(
+    boards: Sequence[CompanyBoard],
+    firing: dict[str, int],
+    now: float,
+    unreachable: Mapping[str, int] | None = None,
+) -> str:
+    """/status: one short block per company, sized for one phone screen. `unreachable`
+    counts, per company, the idle agents to show as unreachable instead."""
     lines = [f"<b>Fleet status</b> · {stamp(now)}"]
     if not boards:
         lines.append("No companies configured yet: add them under companies: in config.yaml.")
     for b in boards:
         lines.append("")
         lines.append(f"<b>{esc(b.company.name)}</b> · {esc(b.company.prefix)}")
-        agents = [
-            f"{AGENT_ICON[s]} {b.agents[s.value]} {s.value}"
-            for s in _STATUS_ORDER
-            if b.agents.get(s.value)
-        ]
+        down = (unreachable or {}).get(b.company.id, 0)
+        shown = [(AGENT_ICON[st], b.agents.get(st.value, 0), st.value) for st in _STATUS_ORDER]
+        if down:  # taken out of the idle count, shown just before it
+            idle = shown.pop()
+            shown += [(UNREACHABLE_ICON, down, UNREACHABLE), (idle[0], idle[1] - down, idle[2])]
+        agents = [f"{icon} {n} {label}" for icon, n, label in shown if n > 0]
         lines.append(" · ".join(agents) if agents else "no agents")
         blocked = b.issues.get(IssueStatus.BLOCKED.value, 0)
         work = f"Issues: {b.open_issues} open"
@@ -131,9 +147,13 @@ def status_board(boards: Sequence[CompanyBoard], firing: dict[str, int], now: fl
     return "\n".join(lines)
 
 
-def agent_line(a: Agent) -> str:
-    line = f"{AGENT_ICON[a.status]} <code>{esc(a.id)}</code> {esc(a.name)} · {esc(a.role)}"
-    if a.status is not AgentStatus.IDLE:
+def agent_line(a: Agent, unreachable: RuntimeCheck | None = None) -> str:
+    """One agent: icon, id, name, role, and what is wrong if anything is."""
+    icon = UNREACHABLE_ICON if unreachable is not None else AGENT_ICON[a.status]
+    line = f"{icon} <code>{esc(a.id)}</code> {esc(a.name)} · {esc(a.role)}"
+    if unreachable is not None:
+        line += f" — {UNREACHABLE}: <i>{esc(clip(scrub(unreachable.reason), 120))}</i>"
+    elif a.status is not AgentStatus.IDLE:
         line += f" — {a.status.value}"
         if a.reason:
             line += f": <i>{esc(clip(scrub(a.reason), 80))}</i>"
@@ -141,11 +161,15 @@ def agent_line(a: Agent) -> str:
 
 
 def agent_list(
-    agents: Sequence[Agent], companies: Sequence[Company], limit: int = MAX_LISTED
+    agents: Sequence[Agent],
+    companies: Sequence[Company],
+    limit: int = MAX_LISTED,
+    unreachable: Mapping[str, RuntimeCheck] | None = None,
 ) -> str:
     """Agents grouped by company; past `limit` the rest is counted, not listed (a fleet of
     thousands would otherwise arrive as a hundred messages)."""
     names = {c.id: c for c in companies}
+    down = unreachable or {}
     if not agents:
         return "No agents here. Agents are listed under companies: in config.yaml."
     lines: list[str] = []
@@ -156,7 +180,7 @@ def agent_list(
             company = names.get(a.company_id)
             title = company.name if company else a.company_id
             lines.append(("\n" if lines else "") + f"<b>{esc(title)}</b> ({esc(a.company_id)})")
-        lines.append(agent_line(a))
+        lines.append(agent_line(a, down.get(a.id)))
     if len(agents) > limit:
         lines.append(f"… and {len(agents) - limit} more: /agents COMPANY narrows the list.")
     lines.append("\nOpen one with /agent ID.")
@@ -164,17 +188,31 @@ def agent_list(
 
 
 def agent_card(
-    agent: Agent, company: Company | None, inbox: int, last_run: Run | None, now: float
+    agent: Agent,
+    company: Company | None,
+    inbox: int,
+    last_run: Run | None,
+    now: float,
+    unreachable: RuntimeCheck | None = None,
 ) -> str:
     where = company.name if company else agent.company_id
+    icon = UNREACHABLE_ICON if unreachable is not None else AGENT_ICON[agent.status]
+    since = format_duration(max(0.0, now - agent.status_changed_at))
     lines = [
-        f"{AGENT_ICON[agent.status]} <b>{esc(agent.name)}</b> <code>{esc(agent.id)}</code>",
+        f"{icon} <b>{esc(agent.name)}</b> <code>{esc(agent.id)}</code>",
         f"{esc(agent.role)} at {esc(where)}"
         + (f" · reports to {esc(agent.reports_to)}" if agent.reports_to else ""),
-        f"Status: <b>{agent.status.value}</b> for "
-        f"{format_duration(max(0.0, now - agent.status_changed_at))}",
     ]
-    if agent.reason or agent.reason_code:
+    if unreachable is not None:
+        lines.append(f"Status: <b>{UNREACHABLE}</b> (idle for {since}, its runtime is down)")
+        lines.append(f"Runtime: {esc(unreachable.target)}")
+        lines.append(
+            f"Why: <i>{esc(clip(scrub(unreachable.explained), 300))}</i> "
+            f"(<code>{esc(unreachable.code)}</code>, checked {ago(unreachable.at, now)})"
+        )
+    else:
+        lines.append(f"Status: <b>{agent.status.value}</b> for {since}")
+    if unreachable is None and (agent.reason or agent.reason_code):
         code = f" (<code>{esc(agent.reason_code)}</code>)" if agent.reason_code else ""
         lines.append(f"Why: <i>{esc(clip(scrub(agent.reason), 300))}</i>{code}")
     lines.append(f"Inbox: {count(inbox, 'open issue')}")
@@ -196,6 +234,9 @@ def run_line(run: Run, now: float) -> str:
         parts.append(f"<code>{esc(run.issue_id)}</code>")
     parts.append(f"{run.turns} turns · {money(run.cost)}")
     parts.append(ago(run.started_at, now))
+    if run.external_id:
+        # The runtime's own id (OpenClaw's runId), to find the turn in the gateway's logs.
+        parts.append(f"turn <code>{esc(clip(run.external_id, 40))}</code>")
     line = " · ".join(parts)
     if run.status is not RunStatus.SUCCEEDED and run.reason:
         line += f" — <i>{esc(clip(scrub(run.reason), 100))}</i>"
@@ -271,6 +312,34 @@ def check_line(c: AgentCheck) -> str:
     return (
         f"🔑 <code>{esc(c.agent_id)}</code>: <code>{esc(c.code)}</code> — "
         f"{esc(clip(scrub(c.message), 160))}. Fix: {esc(c.fix)}"
+    )
+
+
+def runtime_report(report: RuntimeReport, title: str = "Runtime check") -> str:
+    """The runtime self-test: the summary, then one line per failing target with its agents."""
+    icon = "✅" if report.ok else UNREACHABLE_ICON
+    lines = [f"{icon} <b>{esc(title)}</b>: {esc(report.summary())}"]
+    groups = report.by_target()
+    lines.extend(target_line(g) for g in groups[:30])
+    if len(groups) > 30:
+        lines.append(f"… and {len(groups) - 30} more; `fleetbot check` lists them all")
+    return "\n".join(lines)
+
+
+def target_line(g: TargetFailure) -> str:
+    names = ", ".join(f"<code>{esc(a)}</code>" for a in g.agents[:20])
+    if len(g.agents) > 20:
+        names += f" +{len(g.agents) - 20}"
+    head = f"{UNREACHABLE_ICON} {esc(g.target)} — <code>{esc(g.code)}</code> · {names}"
+    said = g.explained
+    if len(said) == 1:
+        return f"{head}\n    {esc(clip(scrub(said[0]), 300))}"
+    return "\n".join(
+        [head]
+        + [
+            f"    <code>{esc(c.agent_id)}</code>: {esc(clip(scrub(c.explained), 200))}"
+            for c in g.checks[:10]
+        ]
     )
 
 

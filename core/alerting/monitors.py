@@ -18,6 +18,7 @@ import aiosqlite
 from core.alerting.records import AlertKind, Finding, Fix, Severity
 from core.clock import utc
 from core.config import Config
+from core.engine.runtime_check import RUNTIME_DOWN_CODES, RuntimeCheck
 from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
 from core.runs import LOOP_REASON
 from core.store import heartbeats, issues as issue_store
@@ -25,8 +26,6 @@ from core.store import heartbeats, issues as issue_store
 log = logging.getLogger(__name__)
 
 MONITORED = frozenset(AlertKind)
-# Runtime failure codes that mean "cannot reach the agent" (delivery), not "the agent failed".
-DELIVERY_CODES = frozenset({"runtime_unreachable"})
 # Failure codes that mean the agent's own API calls were refused: a token problem.
 UNAUTHORIZED_CODES = frozenset({"agent_unauthorized"})
 # An API 401 counts for this long unless the agent authenticates again.
@@ -50,6 +49,8 @@ class Snapshot:
     escalations: Mapping[str, str] = field(default_factory=dict)  # issue -> where it went
     auto_resets: Mapping[str, tuple[int, float | None]] = field(default_factory=dict)
     auth_signals: Mapping[str, AuthSignal] = field(default_factory=dict)
+    # Agent id -> its runtime's last probe, for the agents whose last probe failed.
+    runtime_failures: Mapping[str, RuntimeCheck] = field(default_factory=dict)
 
 
 def _hhmm(ts: float) -> str:
@@ -63,7 +64,10 @@ def _label(agent: Agent) -> str:
 def agent_status_finding(
     agent: Agent, auto_reset: tuple[int, float | None] | None = None
 ) -> Finding | None:
-    """What an agent's own status says: error, unauthenticated or an unreachable runtime."""
+    """What an agent's own status says: error (agent_error, or agent_unauthenticated when its
+    credentials were refused) or unauthenticated. A run that failed on an unreachable runtime
+    is an agent_error here; find_agent_status leaves it to runtime_unreachable while the
+    runtime's probe still fails."""
     reason = agent.reason or "no reason recorded"
     if agent.status is AgentStatus.UNAUTHENTICATED:
         return Finding(
@@ -79,8 +83,6 @@ def agent_status_finding(
     fixes: tuple[Fix, ...]
     if agent.reason_code in UNAUTHORIZED_CODES:
         kind, fixes = AlertKind.AGENT_UNAUTHENTICATED, (Fix.ROTATE, Fix.RESET)
-    elif agent.reason_code in DELIVERY_CODES:
-        kind, fixes = AlertKind.DELIVERY, (Fix.RESET,)
     else:
         kind, fixes = AlertKind.AGENT_ERROR, (Fix.RESET,)
     if auto_reset is not None and auto_reset[1] is not None:
@@ -97,8 +99,61 @@ def agent_status_finding(
 
 
 def find_agent_status(s: Snapshot, cfg: Config) -> list[Finding]:
-    found = (agent_status_finding(a, s.auto_resets.get(a.id)) for a in s.agents)
+    found = (
+        agent_status_finding(a, s.auto_resets.get(a.id))
+        for a in s.agents
+        if not runtime_says_it(a, s.runtime_failures)
+    )
     return [f for f in found if f is not None]
+
+
+def runtime_says_it(agent: Agent, failures: Mapping[str, RuntimeCheck]) -> bool:
+    """An agent in error because its runtime is down, and the runtime's probe still fails:
+    its target's runtime_unreachable alert already names it (one dead gateway, one alert)."""
+    return (
+        agent.status is AgentStatus.ERROR
+        and agent.reason_code in RUNTIME_DOWN_CODES
+        and agent.id in failures
+    )
+
+
+def find_runtime_unreachable(s: Snapshot, cfg: Config) -> list[Finding]:
+    """One alert per failing runtime target, its agents as members.
+
+    The cause is the target, so every agent behind one dead gateway joins one alert; each
+    member's detail is its probe's problem and fix (the same for all when the gateway itself
+    is down; an agent id the gateway lacks is told apart). Warning, but critical when the
+    target holds every agent of a company that is not paused: that company cannot work."""
+    agents = {a.id: a for a in s.agents}
+    by_target: dict[str, list[RuntimeCheck]] = {}
+    for check in s.runtime_failures.values():
+        if check.agent_id in agents and not check.ok:
+            by_target.setdefault(check.target, []).append(check)
+    working: dict[str, set[str]] = {}
+    for a in s.agents:
+        if a.status is not AgentStatus.PAUSED:
+            working.setdefault(a.company_id, set()).add(a.id)
+    out = []
+    for target, checks in by_target.items():
+        down = {c.agent_id for c in checks}
+        companies = {agents[c.agent_id].company_id for c in checks}
+        whole = any(working.get(c) and working[c] <= down for c in companies)
+        by_agent = {c.agent_id: c for c in checks}
+        for a in (a for a in s.agents if a.id in by_agent):
+            c = by_agent[a.id]
+            out.append(
+                Finding(
+                    AlertKind.RUNTIME_UNREACHABLE,
+                    f"agent:{a.id}",
+                    a.company_id,
+                    _label(a),
+                    c.explained,
+                    c.code,
+                    cause_key=target,
+                    severity=Severity.CRITICAL if whole else Severity.WARNING,
+                )
+            )
+    return out
 
 
 def find_auth_signals(s: Snapshot, cfg: Config) -> list[Finding]:
@@ -286,6 +341,7 @@ def find_blocked(s: Snapshot, cfg: Config) -> list[Finding]:
 
 FINDERS = (
     find_agent_status,
+    find_runtime_unreachable,
     find_auth_signals,
     find_stuck,
     find_silent,

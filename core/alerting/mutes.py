@@ -30,6 +30,7 @@ _KINDS = (
     "issue_blocked",
     "recovery_loop",
     "budget",
+    "runtime_unreachable",
     "delivery",
 )
 _SUBJECTS = ("agent", "company", "issue")

@@ -21,7 +21,13 @@ class AlertKind(StrEnum):
     ISSUE_BLOCKED = "issue_blocked"  # attempt budget spent, or the agent said it is blocked
     RECOVERY_LOOP = "recovery_loop"  # an issue dispatched too often within the window
     BUDGET = "budget"  # monthly spend at the warning or the stop threshold
-    DELIVERY = "delivery"  # an agent's runtime cannot be reached
+    # One dead runtime (gateway, endpoint, command), its agents as members: the self-test's
+    # probe fails. Resolves by itself when the probe passes again.
+    RUNTIME_UNREACHABLE = "runtime_unreachable"
+    # Before runtime_unreachable: one agent whose run failed on its runtime. No longer raised
+    # (such an agent is a runtime_unreachable member, or agent_error once the runtime is
+    # back); kept so alerts stored by older versions still read.
+    DELIVERY = "delivery"
 
 
 class Severity(StrEnum):
@@ -37,6 +43,7 @@ class Fix(StrEnum):
     FILE = "file"  # /issue: file work for the company
     REASSIGN = "reassign"  # /assign the issues to someone else
     PAUSE = "pause"  # /pause the agents (heartbeats off)
+    RECHECK = "recheck"  # probe the agents' runtime again now (resolves the alert if it passes)
 
 
 class AlertState(StrEnum):
@@ -56,6 +63,9 @@ KINDS: dict[AlertKind, tuple[str, Severity, tuple[Fix, ...]]] = {
     AlertKind.ISSUE_BLOCKED: ("Issues blocked", Severity.WARNING, (Fix.REASSIGN,)),
     AlertKind.RECOVERY_LOOP: ("Recovery loop stopped", Severity.CRITICAL, (Fix.REASSIGN,)),
     AlertKind.BUDGET: ("Budget", Severity.WARNING, (Fix.PAUSE,)),
+    # Warning by default; critical when it takes down every working agent of a company
+    # (core.alerting.monitors.find_runtime_unreachable).
+    AlertKind.RUNTIME_UNREACHABLE: ("Runtime unreachable", Severity.WARNING, (Fix.RECHECK,)),
     AlertKind.DELIVERY: ("Runtime unreachable", Severity.CRITICAL, (Fix.RESET,)),
 }
 

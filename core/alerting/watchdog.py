@@ -4,12 +4,18 @@
 set to AlertBook.reconcile, which raises what was found and resolves what was not; then it applies
 budget pauses and flushes due notifications to the outbox.
 
-The core often knows first: `on_event` raises agent_error / agent_unauthenticated / delivery
-the moment an agent enters that status (with its reason), issue_blocked (and escalates) when a
-run's end blocks its issue, resolves them when the agent recovers, ends queue_empty when work is
-filed, and relays summaries to the outbox. `on_auth_failure` (the API guard's listener) raises
+The core often knows first: `on_event` raises agent_error / agent_unauthenticated the moment
+an agent enters that status (with its reason), issue_blocked (and escalates) when a run's end
+blocks its issue, resolves them when the agent recovers, ends queue_empty when work is filed,
+and relays summaries to the outbox. `on_auth_failure` (the API guard's listener) raises
 agent_unauthenticated when an agent's API calls get 401s. Events are handled in order on one
 worker task, so a listener never blocks the publisher.
+
+Runtimes (given a RuntimeWatch): a run that failed on its runtime (RUNTIME_DOWN_CODES) has the
+runtime probed at once, and while the probe fails the agent is a member of its target's
+runtime_unreachable alert instead of an agent_error of its own. `check_runtimes` probes the
+whole fleet (startup, /authcheck) or some agents ("Check again"); every pass re-probes the
+suspects first, so a dead target's alert resolves by itself on the first pass its probe passes.
 """
 
 from __future__ import annotations
@@ -27,13 +33,15 @@ from core.alerting.monitors import (
     evaluate,
     find_auth_signals,
     find_blocked,
+    find_runtime_unreachable,
     note_beat,
 )
 from core.clock import Clock, month_start, utc
 from core.config import Config
 from core.engine.recovery import Recovery
+from core.engine.runtime_check import RUNTIME_DOWN_CODES, RuntimeReport, RuntimeWatch
 from core.events import AgentStatusChanged, Event, IssueAssigned, RunEnded, SummaryPosted
-from core.models import AgentStatus, HeartbeatOutcome, IssueStatus, RunStatus
+from core.models import Agent, AgentStatus, HeartbeatOutcome, IssueStatus, RunStatus
 from core.reports.costs import CostBook
 from core.service import FleetService
 from core.store import (
@@ -57,6 +65,7 @@ class Monitors:
         recovery: Recovery,
         config: Config,
         clock: Clock,
+        runtimes: RuntimeWatch | None = None,
     ) -> None:
         self.service = service
         self.db = service.db
@@ -65,15 +74,16 @@ class Monitors:
         self.recovery = recovery
         self.config = config
         self.clock = clock
+        self.runtimes = runtimes
         self.auth_signals: dict[str, AuthSignal] = {}
         self._queue: asyncio.Queue[Event | tuple[str, str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def snapshot(self) -> Snapshot:
+    async def snapshot(self, agents: tuple[Agent, ...] | None = None) -> Snapshot:
         now = self.clock.now()
         reader = self.db.reader
-        agents = tuple(await self.service.agents())
+        agents = agents if agents is not None else tuple(await self.service.agents())
         live = await run_store.live(reader)
         empty = await heartbeats.empty_queues(reader)
         esc = await recovery_store.escalations(reader)
@@ -91,13 +101,18 @@ class Monitors:
             escalations={i: f"{to} ({filed})" if filed else to for i, (to, filed) in esc.items()},
             auto_resets=await self.recovery.schedule(),
             auth_signals=dict(self.auth_signals),
+            runtime_failures=self.runtimes.failing() if self.runtimes else {},
         )
 
     async def run(self) -> list[Finding]:
-        """One monitor pass: auto-resets due, then findings reconciled with the alerts."""
+        """One monitor pass: auto-resets due, the suspect runtimes probed again, then
+        findings reconciled with the alerts."""
         try:
             await self.recovery.auto_reset_due()
-            snap = await self.snapshot()
+            agents = tuple(await self.service.agents())
+            if self.runtimes is not None:
+                await self.runtimes.recheck(agents)
+            snap = await self.snapshot(agents)
             findings = evaluate(snap, self.config)
             await self.alerts.reconcile(findings, MONITORED, snap.now)
             await self._stop_over_budget(findings)
@@ -131,6 +146,44 @@ class Monitors:
                     )
                 except Exception:
                     log.exception("could not pause %s for its budget", agent_id)
+
+    # -- runtimes ---------------------------------------------------------------------------------
+
+    async def check_runtimes(
+        self, agent_ids: set[str] | None = None, *, why: str = "on request"
+    ) -> RuntimeReport:
+        """Probe every agent's runtime (logged, like the startup self-test), or only these
+        agents', then make the runtime_unreachable alerts match: raised for each failing
+        target, resolved where the probe passes. Without a RuntimeWatch, an empty report."""
+        if self.runtimes is None:
+            return RuntimeReport()
+        agents = tuple(await self.service.agents())
+        if agent_ids is None:
+            report = await self.runtimes.self_test(why, agents)
+        else:
+            report = await self.runtimes.probe([a for a in agents if a.id in agent_ids])
+        snap = Snapshot(self.clock.now(), agents, runtime_failures=self.runtimes.failing())
+        kinds = frozenset({AlertKind.RUNTIME_UNREACHABLE})
+        await self.alerts.reconcile(find_runtime_unreachable(snap, self.config), kinds, snap.now)
+        await self.alerts.flush()
+        return report
+
+    async def _runtime_down(self, agent_id: str) -> bool:
+        """A run of this agent failed on its runtime: probe it now (or reuse a probe just
+        made) and raise its target's alert. True while the probe fails."""
+        agent = await self.service.maybe_agent(agent_id)
+        if self.runtimes is None or agent is None:
+            return False
+        self.runtimes.suspect(agent.id)
+        check = await self.runtimes.probe_fresh(agent)
+        if check.ok:
+            return False
+        agents = tuple(await self.service.agents())
+        snap = Snapshot(self.clock.now(), agents, runtime_failures=self.runtimes.failing())
+        await self.alerts.raise_(
+            *(f for f in find_runtime_unreachable(snap, self.config) if f.cause_key == check.target)
+        )
+        return True
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -213,6 +266,12 @@ class Monitors:
         bad = (AgentStatus.ERROR, AgentStatus.UNAUTHENTICATED)
         if e.new is AgentStatus.ERROR:
             await self.recovery.note_error(agent.id)
+        if (
+            e.new is AgentStatus.ERROR
+            and e.reason_code in RUNTIME_DOWN_CODES
+            and await self._runtime_down(agent.id)
+        ):
+            return  # its target's runtime_unreachable alert names it
         if e.new in bad:
             schedule = (await self.recovery.schedule()).get(agent.id)
             finding = agent_status_finding(agent, schedule)
@@ -230,6 +289,8 @@ class Monitors:
         await self.alerts.resolve(f"{AlertKind.AGENT_SILENT.value}:{subject}")
         if e.status is RunStatus.SUCCEEDED:
             await self.recovery.note_success(e.agent_id)
+        elif e.status is RunStatus.FAILED and e.reason_code in RUNTIME_DOWN_CODES:
+            await self._runtime_down(e.agent_id)
         if e.issue_id is None:
             return
         issue = await self.service.issue(e.issue_id)
@@ -259,4 +320,5 @@ class Monitors:
         await self.alerts.resolve(f"{AlertKind.QUEUE_EMPTY.value}:company:{issue.company_id}")
 
 
+# DELIVERY: raised by older versions; an agent that recovers resolves those too.
 _STATUS_KINDS = (AlertKind.AGENT_ERROR, AlertKind.AGENT_UNAUTHENTICATED, AlertKind.DELIVERY)

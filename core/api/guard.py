@@ -15,9 +15,9 @@ import jwt
 
 from core.auth.agent_auth import AgentAuth
 from core.auth.tokens import Claims
-from core.errors import TokenInvalid
+from core.errors import NotFound, TokenInvalid
 from core.metrics import Metrics
-from core.models import Agent, AuthReason
+from core.models import Agent, AuthReason, RunStatus
 from core.service import FleetService
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # Called for every 401; it must be quick and must not raise (errors are logged and dropped).
 AuthFailureListener = Callable[[str, str], None]
 UNKNOWN = "unknown"
+FINISH_GRACE = 60.0  # seconds a run token may repeat its run's finish after the run ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class Guard:
         self.metrics = metrics
         self.on_failure = on_failure
 
-    async def authenticate(self, header: str | None) -> Caller:
+    async def authenticate(self, header: str | None, path: str = "") -> Caller:
         token = ""
         try:
             token = _bearer(header)
@@ -55,10 +56,33 @@ class Guard:
             agent = await self.service.maybe_agent(claims.sub)
             self.auth.check_current(claims, agent)
             assert agent is not None
+            if claims.run is not None:
+                await self._check_run_alive(claims.run, path)
         except TokenInvalid as exc:
             await self._refused(token, exc.code)
             raise
         return Caller(agent, claims)
+
+    async def _check_run_alive(self, run_id: str, path: str) -> None:
+        """A run-scoped token dies with its run. The one exception: repeating the run's own
+        finish for a minute after it ended (a retry of a finish whose answer was lost)."""
+        try:
+            run = await self.service.run(run_id)
+        except NotFound:
+            return  # fleetbot signs tokens for runs it opened; the run routes refuse the rest
+        if run.status is RunStatus.RUNNING:
+            return
+        if (
+            run.ended_at is not None
+            and path.endswith(f"/runs/{run_id}/finish")
+            and self.service.clock.now() - run.ended_at <= FINISH_GRACE
+        ):
+            return
+        raise TokenInvalid(
+            f"this token was valid for run {run_id} only, and that run is over; the next run "
+            "brings a new one",
+            code=AuthReason.RUN_ENDED.value,
+        )
 
     async def _refused(self, token: str, code: str) -> None:
         claimed = await self._claimed_agent(token) if token else UNKNOWN

@@ -253,11 +253,22 @@ class HttpRuntime(_Model):
 
 class OpenClawRuntime(_Model):
     kind: Literal["openclaw"]
-    url: str
+    # The gateway; it serves the WebSocket protocol and the hooks on one port, so http(s)://
+    # and ws(s):// name the same place.
+    url: str = Field(pattern=r"^(https?|wss?)://")
+    # gateway: the WebSocket protocol (v4), which reports every turn's end, reply and usage.
+    # hooks: POST {url}{hook_path} with waitForCompletion, for gateways that only expose hooks.
+    transport: Literal["gateway", "hooks"] = "gateway"
+    # The gateway token (gateway.auth.token) for `gateway`; the hooks token for `hooks`.
     token_env: str | None = None
     token_file: Path | None = None
     agent_id: str | None = None  # the OpenClaw agentId; defaults to the fleetbot agent id
+    # issue: one OpenClaw session per issue, so a retry keeps its context; run: a fresh one.
+    session: Literal["issue", "run"] = "issue"
+    # How long to wait for the gateway to connect and acknowledge a turn, per attempt. A late
+    # acknowledgement is retried with the same idempotency key: it never starts a second turn.
     timeout: Seconds = 30
+    hook_path: str = Field(default="/hooks/agent", pattern=r"^/")
 
     @model_validator(mode="after")
     def _one_token(self) -> OpenClawRuntime:

@@ -155,16 +155,16 @@ class Scheduler:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def wake(self, agent_id: str) -> None:
-        self._spawn(self._beat(agent_id, forced=True), f"wake:{agent_id}")
+    def wake(self, agent_id: str, reason: str = "heartbeat") -> None:
+        self._spawn(self._beat(agent_id, forced=True, reason=reason), f"wake:{agent_id}")
 
     def _on_event(self, event: Event) -> None:
         if self._closed:
             return
-        if isinstance(event, WakeRequested) or (
-            isinstance(event, IssueAssigned) and self.wake_on_assign
-        ):
+        if isinstance(event, WakeRequested):
             self.wake(event.agent_id)
+        elif isinstance(event, IssueAssigned) and self.wake_on_assign:
+            self.wake(event.agent_id, "assigned")
         elif isinstance(event, RunEnded) and event.status is not RunStatus.RUNNING:
             task = self._dispatches.pop(event.run_id, None)
             if task is not None and task is not asyncio.current_task():
@@ -184,7 +184,7 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _beat(self, agent_id: str, *, forced: bool) -> Beat | None:
+    async def _beat(self, agent_id: str, *, forced: bool, reason: str = "heartbeat") -> Beat | None:
         try:
             beat = await self.heartbeat.beat(agent_id, forced=forced)
         except Exception:
@@ -192,12 +192,12 @@ class Scheduler:
             return None
         if beat is not None and beat.run is not None:
             run_id = beat.run.id
-            task = self._spawn(self._dispatch(beat), f"dispatch:{run_id[:8]}")
+            task = self._spawn(self._dispatch(beat, reason), f"dispatch:{run_id[:8]}")
             self._dispatches[run_id] = task
             task.add_done_callback(lambda _t: self._dispatches.pop(run_id, None))
         return beat
 
-    async def _dispatch(self, beat: Beat) -> None:
+    async def _dispatch(self, beat: Beat, reason: str = "heartbeat") -> None:
         assert beat.run is not None and beat.issue is not None
         agent, run, issue = beat.agent, beat.run, beat.issue
         token = self.auth.run_token(agent, run.id, run.deadline) if self.auth else ""
@@ -219,6 +219,8 @@ class Scheduler:
             max_turns=run.max_turns,
             skills=agent.skills,
             deadline=run.deadline,
+            wake_reason=reason,
+            on_accepted=lambda external_id: self.service.runs.note_external_id(run.id, external_id),
         )
         try:
             runtime = self.runtimes(agent)

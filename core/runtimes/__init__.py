@@ -11,7 +11,7 @@ from typing import assert_never
 from core.config import HttpRuntime, OpenClawRuntime, ProcessRuntime, SimulatedRuntime
 from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult, RunReporter, Runtime
 from core.runtimes.http import AgentReply, HttpAgentRuntime
-from core.runtimes.openclaw import OpenClawAgentRuntime
+from core.runtimes.openclaw import OpenClawGatewayRuntime, OpenClawHooksRuntime, build_openclaw
 from core.runtimes.process import ProcessAgentRuntime
 from core.runtimes.simulated import SimulatedAgentRuntime
 
@@ -21,7 +21,8 @@ __all__ = [
     "Dispatch",
     "DispatchResult",
     "HttpAgentRuntime",
-    "OpenClawAgentRuntime",
+    "OpenClawGatewayRuntime",
+    "OpenClawHooksRuntime",
     "ProcessAgentRuntime",
     "RunReporter",
     "Runtime",
@@ -40,7 +41,7 @@ def build_runtime(
         case HttpRuntime():
             return HttpAgentRuntime(config, env)
         case OpenClawRuntime():
-            return OpenClawAgentRuntime(config, env)
+            return build_openclaw(config, env)
         case ProcessRuntime():
             return ProcessAgentRuntime(config, env)
         case SimulatedRuntime():

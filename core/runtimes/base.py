@@ -1,10 +1,13 @@
 """How the core wakes an agent that has work: one small class per kind behind `Runtime`.
 
-A runtime gets a `Dispatch` (everything the agent needs for one run) and either hands the run
-over (http, openclaw: the agent reports back through the API) or sees it through to the end
-(process, simulated). Every failure is raised as a core.errors.AgentFailure subclass whose
-message says precisely what went wrong; the scheduler turns it into a failed run and an agent
-in `error` with that reason.
+A runtime gets a `Dispatch` (everything the agent needs for one run) and sees the turn through
+to its end whenever the runtime can tell (openclaw over the gateway, process, simulated, an http
+agent that answers with its outcome): it returns a finished `DispatchResult` with the turn's
+last reply, usage and the runtime's own id for the turn. A runtime that can only hand the run
+over (an http agent that answers "accepted") returns ACCEPTED, and the agent reports through
+the API or the run's deadline ends it. Every failure is raised as a core.errors.AgentFailure
+subclass whose message says precisely what went wrong; the scheduler turns it into a failed run
+and an agent in `error` with that reason.
 
 Whoever builds a runtime closes it: `async with` it, or call `aclose()`, which is idempotent and
 releases what the kind owns (its `_close()`: an HTTP client, live child processes).
@@ -13,6 +16,7 @@ releases what the kind owns (its `_close()`: an HTTP client, live child processe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +40,16 @@ class Dispatch:
     max_turns: int
     skills: tuple[str, ...]
     deadline: float  # epoch seconds
+    wake_reason: str = "heartbeat"  # assigned, heartbeat, answer, comment, approval, …
+    # Called once the runtime acknowledged the turn, with the runtime's own id for it (OpenClaw's
+    # runId), so the run card shows it while the turn is still running.
+    on_accepted: Callable[[str], Awaitable[None]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    @property
+    def issue_id(self) -> str:
+        return str(self.issue.get("id", ""))
 
     def wire(self) -> dict[str, Any]:
         """The JSON the http runtime posts (the design's contract)."""
@@ -54,12 +68,39 @@ class Dispatch:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnUsage:
+    """What a turn consumed, as the runtime measured it (totals for the whole run)."""
+
+    turns: int
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DispatchResult:
     """What came back. `finished` means the run is over once dispatch returns."""
 
     finished: bool
     outcome: RunOutcome | None = None  # None with finished=True: ended well, no verdict given
-    summary: str = ""
+    summary: str = ""  # the agent's verdict, or the turn's last reply
+    usage: TurnUsage | None = None
+    external_id: str | None = None  # the runtime's own id for the turn
+    # How the turn ended when the agent gave no verdict, in words and as a machine code.
+    reason: str = ""
+    reason_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A runtime's self-test: can fleetbot reach it, authenticate, and find the agent?"""
+
+    ok: bool
+    target: str  # what was tested, without secrets: "the OpenClaw gateway at ws://…"
+    problem: str = ""  # what is wrong, as a sentence
+    fix: str = ""  # what to do about it, as a sentence
+    code: str = ""  # machine reason: runtime_unreachable, runtime_auth, agent_unknown, …
 
 
 ACCEPTED = DispatchResult(finished=False)
@@ -94,6 +135,10 @@ class Runtime(ABC):
     @abstractmethod
     async def dispatch(self, job: Dispatch) -> DispatchResult:
         """Wake the agent for `job`; raise AgentFailure with a precise reason on failure."""
+
+    async def probe(self, agent_id: str) -> Probe:
+        """Self-test without starting a turn. Kinds that own nothing remote pass."""
+        return Probe(ok=True, target=f"the {self.kind} runtime")
 
     @property
     def closed(self) -> bool:

@@ -1,4 +1,11 @@
-"""The `http` runtime: POST the dispatch as JSON to the agent's URL and read its answer."""
+"""The `http` runtime: POST the dispatch as JSON to the agent's URL and read its answer.
+
+The agent may answer at once that it accepted the run (the run is handed over: the agent reports
+through the API, or the deadline ends it), or only when its work is done, with the outcome (the run
+ends with it). So the POST waits for the answer until the run's deadline. Every attempt of a run
+sends the same bytes with `Idempotency-Key: <run id>`: an agent must start one turn per key, since
+a lost answer is retried (see core.runtimes.webhook).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from core.config import HttpRuntime
 from core.errors import AgentBadReply
 from core.models import RunOutcome
-from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult
-from core.runtimes.webhook import WebhookRuntime, excerpt, public_url, status_line
+from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult, Probe
+from core.runtimes.webhook import (
+    SECRET_MISSING,
+    WebhookRuntime,
+    bad_status,
+    excerpt,
+    json_body,
+    public_url,
+    status_line,
+)
 
 _REPLY_SHAPE = '{"status": "accepted" | "done" | "failed" | "blocked", "summary": "…"}'
 
@@ -40,15 +55,39 @@ class HttpAgentRuntime(WebhookRuntime[HttpRuntime]):
         for name, ref in self._config.secret_headers.items():
             headers[name] = self._secret(ref, f"the secret for header {name} of {who}")
             secrets.append(headers[name])
-        response, body = await self._post(
+        headers["Idempotency-Key"] = job.run_id
+        self._time_left(job, who)
+        response, body = await self._deliver(
             self._config.url,
-            job.wire(),
-            left=self._time_left(job, who),
+            json_body(job.wire()),
+            deadline=job.deadline,
             headers=headers,
             secrets=secrets,
             who=who,
         )
+        if not response.is_success:
+            raise bad_status(who, response, body, secrets)
         return _read_reply(who, response, body, secrets)
+
+    async def probe(self, agent_id: str) -> Probe:
+        """Reachable if a GET of the URL gets any HTTP answer (even 404 or 405) in time."""
+        target = f"the agent at {public_url(self._config.url)}"
+        for name, ref in self._config.secret_headers.items():
+            if ref.resolve(self._env) is None:
+                return Probe(
+                    ok=False,
+                    target=target,
+                    problem=f"the secret for header {name} is empty or missing",
+                    fix=f"Put it in {ref.describe()}.",
+                    code=SECRET_MISSING,
+                )
+        answer = await self._knock(
+            "GET",
+            self._config.url,
+            target=target,
+            fix="Check `url` and that the agent is running and reachable from this host.",
+        )
+        return answer if isinstance(answer, Probe) else Probe(ok=True, target=target)
 
 
 def _read_reply(

@@ -4,6 +4,10 @@ No shell is involved: `command` is an argv list. The child gets a minimal enviro
 and LANG from fleetbot's env, then the runtime's `env`, then FLEETBOT_*), runs in a session of its
 own so the whole process group can be signalled, and has its output drained concurrently into
 small tail buffers so a chatty child never blocks on a full pipe.
+
+The run token reaches the child as FLEETBOT_TOKEN, valid for this run only; the child is never told
+where a long-lived token lives. Exit 0 ends the run well: if the agent did not call `finish`, its
+last lines of stdout are the summary and the work goes to review. Any other exit fails the run.
 """
 
 from __future__ import annotations
@@ -12,16 +16,21 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from core.config import ProcessRuntime
 from core.errors import AgentFailure, AgentTimeout, ProcessFailed
-from core.runtimes.base import Dispatch, DispatchResult, Runtime
+from core.runtimes.base import Dispatch, DispatchResult, Probe, Runtime
 
 TAIL_BYTES = 4096
 LINE_CHARS = 200
+SUMMARY_CHARS = 500
+EXITED = "the process exited 0 without calling finish; its last output is the summary"
+MISSING = "runtime_missing"
 _BASE_ENV = ("PATH", "HOME", "LANG")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
@@ -39,18 +48,34 @@ class _Tail:
             del self.data[:-TAIL_BYTES]
             self.dropped = True
 
-    def last_line(self, secret: str) -> str:
-        """The last non-empty line, printable, ≤ 200 chars, with `secret` redacted."""
-        lines = [line.strip() for line in self.data.decode("utf-8", "replace").splitlines()]
+    def lines(self, secret: str) -> list[str]:
+        """The non-empty lines, printable, with `secret` redacted."""
+        lines = self.data.decode("utf-8", "replace").splitlines()
         if self.dropped and len(lines) > 1:
             lines = lines[1:]  # cut short, it might start with the second half of a split secret
-        lines = [line for line in lines if line]
-        if not lines:
-            return ""
-        line = lines[-1].replace(secret, "[redacted]") if secret else lines[-1]
-        line = " ".join(_UNPRINTABLE.sub(" ", line).split())
-        # Keep the end: a lone line longer than the tail was cut at its start, not its end.
-        return line if len(line) <= LINE_CHARS else "…" + line[-(LINE_CHARS - 1) :]
+        if secret:
+            lines = [line.replace(secret, "[redacted]") for line in lines]
+        lines = [" ".join(_UNPRINTABLE.sub(" ", line).split()) for line in lines]
+        return [line for line in lines if line]
+
+    def last_line(self, secret: str) -> str:
+        """The last non-empty line, printable, ≤ 200 chars, with `secret` redacted."""
+        return self.last_lines(secret, LINE_CHARS, 1)
+
+    def last_lines(self, secret: str, limit: int, most: int | None = None) -> str:
+        """The last non-empty lines (at most `most`) that fit in `limit` chars, redacted."""
+        lines = self.lines(secret)
+        picked: list[str] = []
+        size = 0
+        for line in reversed(lines[-most:] if most else lines):
+            size += len(line) + (1 if picked else 0)
+            if size > limit:
+                if not picked:
+                    # Keep the end: a lone line longer than the tail was cut at its start.
+                    picked.append("…" + line[-(limit - 1) :])
+                break
+            picked.append(line)
+        return "\n".join(reversed(picked))
 
 
 async def _drain(stream: asyncio.StreamReader | None, tail: _Tail) -> None:
@@ -92,15 +117,63 @@ class ProcessAgentRuntime(Runtime):
             FLEETBOT_API_URL=job.api_url,
             FLEETBOT_RUN_ID=job.run_id,
             FLEETBOT_AGENT_ID=job.agent_id,
-            FLEETBOT_ISSUE_ID=str(job.issue.get("id", "")),
+            FLEETBOT_ISSUE_ID=job.issue_id,
             FLEETBOT_TOKEN=job.token,
             FLEETBOT_MODEL=job.model,
             FLEETBOT_MAX_TURNS=str(job.max_turns),
             FLEETBOT_DEADLINE=str(job.deadline),
+            FLEETBOT_WAKE_REASON=job.wake_reason,
         )
-        if job.token_file is not None:
-            env["FLEETBOT_TOKEN_FILE"] = str(job.token_file)
         return env
+
+    def executable(self) -> Path | None:
+        """Where `command[0]` resolves for the child, as exec will find it; None if nowhere."""
+        given = self._given()
+        if given is not None:
+            return given if given.is_file() and os.access(given, os.X_OK) else None
+        search = self._config.env.get("PATH", self._env.get("PATH", os.defpath))
+        found = shutil.which(self._name, path=search)
+        return Path(found) if found is not None else None
+
+    def _given(self) -> Path | None:
+        """`command[0]` as a path, if it is one (exec resolves a relative one inside cwd)."""
+        if os.sep not in self._name:
+            return None
+        path = Path(self._name)
+        cwd = self._config.cwd
+        return cwd / path if not path.is_absolute() and cwd is not None else path
+
+    async def probe(self, agent_id: str) -> Probe:
+        """The command resolves to an executable file and its working directory exists."""
+        return self._check()
+
+    def _check(self) -> Probe:
+        target = f"the command {self._name}"
+        cwd = self._config.cwd
+        if cwd is not None and not cwd.is_dir():
+            return Probe(
+                ok=False,
+                target=target,
+                problem=f"its working directory {cwd} does not exist",
+                fix="Create it, or fix `cwd` in the agent's runtime config.",
+                code=MISSING,
+            )
+        if self.executable() is not None:
+            return Probe(ok=True, target=target)
+        given = self._given()
+        if given is not None and given.is_file():
+            problem, fix = (
+                f"{self._name} is not executable",
+                "Run `chmod +x` on it, or check the permissions of the folders on its path.",
+            )
+        else:
+            where = "" if given is not None else " on the PATH the process gets"
+            problem, fix = (
+                f"{self._name} was not found{where}",
+                "Install it, or give its full path as the first item of `command` in the "
+                "agent's runtime config.",
+            )
+        return Probe(ok=False, target=target, problem=problem, fix=fix, code=MISSING)
 
     async def dispatch(self, job: Dispatch) -> DispatchResult:
         """Run the command until it exits or the deadline; raise on anything but exit 0."""
@@ -141,14 +214,19 @@ class ProcessAgentRuntime(Runtime):
         finally:
             self._live.discard(proc)
             await _settle(drains)
-        return self._verdict(proc, err, job)
+        return self._verdict(proc, out, err, job)
 
     def _verdict(
-        self, proc: asyncio.subprocess.Process, err: _Tail, job: Dispatch
+        self, proc: asyncio.subprocess.Process, out: _Tail, err: _Tail, job: Dispatch
     ) -> DispatchResult:
         code = proc.returncode
         if code == 0:
-            return DispatchResult(finished=True)
+            return DispatchResult(
+                finished=True,
+                summary=out.last_lines(job.token, SUMMARY_CHARS),
+                reason=EXITED,
+                reason_code="exited",
+            )
         if self.closed:
             raise AgentFailure(
                 f"process {self._name} was stopped because fleetbot is shutting down."

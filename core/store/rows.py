@@ -18,7 +18,7 @@ ISSUE_COLUMNS = (
 )
 RUN_COLUMNS = (
     "id, agent_id, issue_id, status, reason, reason_code, started_at, deadline, ended_at, turns, "
-    "max_turns, input_tokens, output_tokens, cost, model, summary, last_progress_at"
+    "max_turns, input_tokens, output_tokens, cost, model, summary, last_progress_at, external_id"
 )
 
 
@@ -100,4 +100,5 @@ def run(row: Any) -> Run:
         model=row["model"],
         summary=row["summary"],
         last_progress_at=row["last_progress_at"],
+        external_id=row["external_id"],
     )

@@ -96,6 +96,10 @@ async def record_usage(
     )
 
 
+async def set_external_id(conn: aiosqlite.Connection, run_id: str, external_id: str) -> None:
+    await conn.execute("UPDATE runs SET external_id = ? WHERE id = ?", (external_id, run_id))
+
+
 async def end(
     conn: aiosqlite.Connection,
     run_id: str,

@@ -277,6 +277,10 @@ MIGRATIONS: list[str] = [
         AND company_id = (SELECT company_id FROM agents WHERE id = OLD.agent_id);
     END;
     """,
+    # The runtime's own id for a run's turn (OpenClaw's runId), shown on the run card.
+    """
+    ALTER TABLE runs ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

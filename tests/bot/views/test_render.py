@@ -167,3 +167,32 @@ def test_long_lists_are_capped() -> None:
     text = render.agent_list(many, [])
     assert "agent-299" in text and "agent-300" not in text
     assert "… and 100 more: /agents COMPANY narrows the list." in text
+
+
+def test_a_run_line_shows_the_runtime_turn_id() -> None:
+    from dataclasses import replace
+
+    from bot.views.render import run_line
+    from core import Run, RunStatus
+
+    run = Run(
+        id="r1",
+        agent_id="bishop",
+        issue_id="ALI-1",
+        status=RunStatus.SUCCEEDED,
+        reason="",
+        reason_code="",
+        started_at=0.0,
+        deadline=60.0,
+        ended_at=10.0,
+        turns=1,
+        max_turns=5,
+        input_tokens=0,
+        output_tokens=0,
+        cost=0.0,
+        model="m",
+        summary="",
+        last_progress_at=0.0,
+    )
+    assert "turn <code>" not in run_line(run, 20.0)
+    assert "turn <code>oc-run-7</code>" in run_line(replace(run, external_id="oc-run-7"), 20.0)

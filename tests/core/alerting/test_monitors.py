@@ -30,6 +30,7 @@ from core.alerting.watchdog import Monitors
 from core.clock import ManualClock
 from core.config import Config, parse_config
 from core.engine.recovery import Recovery
+from core.engine.runtime_check import RuntimeCheck
 from core.errors import AgentFailure, TokenInvalid
 from core.fleet import Fleet
 from core.models import Agent, AgentStatus, Issue, IssueStatus, Run, RunOutcome, RunStatus
@@ -151,7 +152,8 @@ def kinds(found: list[Finding]) -> list[tuple[str, str, str]]:
         (AgentStatus.IDLE, "", []),
         (AgentStatus.PAUSED, "budget", []),
         (AgentStatus.ERROR, "run_timed_out", [("agent_error", "run_timed_out")]),
-        (AgentStatus.ERROR, "runtime_unreachable", [("delivery", "runtime_unreachable")]),
+        # Unprobed (no runtime failure in the snapshot): an error like any other.
+        (AgentStatus.ERROR, "runtime_unreachable", [("agent_error", "runtime_unreachable")]),
         (
             AgentStatus.ERROR,
             "agent_unauthorized",
@@ -454,13 +456,18 @@ def two_of_each(kind: AlertKind) -> Snapshot:
     """A snapshot where exactly two subjects show `kind` with the same cause."""
     late = T0 + 3 * 3600
     pair = ("ali-ceo", "ali-cto")
-    if kind in (AlertKind.AGENT_ERROR, AlertKind.AGENT_UNAUTHENTICATED, AlertKind.DELIVERY):
+    if kind in (AlertKind.AGENT_ERROR, AlertKind.AGENT_UNAUTHENTICATED):
         status, code = {
             AlertKind.AGENT_ERROR: (AgentStatus.ERROR, "run_timed_out"),
             AlertKind.AGENT_UNAUTHENTICATED: (AgentStatus.UNAUTHENTICATED, "unknown_key"),
-            AlertKind.DELIVERY: (AgentStatus.ERROR, "runtime_unreachable"),
         }[kind]
         return Snapshot(late, tuple(agent(a, status=status, reason_code=code) for a in pair))
+    if kind is AlertKind.RUNTIME_UNREACHABLE:
+        down = {
+            a: RuntimeCheck(a, "aliens", False, "the agent at http://gw/", "refused", "", "x")
+            for a in pair
+        }
+        return Snapshot(late, tuple(agent(a) for a in pair), runtime_failures=down)
     if kind is AlertKind.AGENT_STUCK:
         runs = tuple(run(a, id=a) for a in pair)
         return Snapshot(late, tuple(agent(a, status=AgentStatus.RUNNING) for a in pair), runs)
@@ -476,7 +483,8 @@ def two_of_each(kind: AlertKind) -> Snapshot:
     return Snapshot(late, (), blocked=(issue(reason), issue(reason, id="ALI-2")))
 
 
-@pytest.mark.parametrize("kind", list(AlertKind))
+# DELIVERY is what older versions raised; it is only read, never raised, now.
+@pytest.mark.parametrize("kind", [k for k in AlertKind if k is not AlertKind.DELIVERY])
 async def test_each_kind_fires_groups_repeats_acks_mutes_resolves(
     kind: AlertKind, tmp_path: Path
 ) -> None:

@@ -368,9 +368,16 @@ async def test_claim_conflicts(api: ApiStack) -> None:
     assert_error(r, 404, "run_not_found")
     await api.service.finish_run(bishop_run.id, "bishop", RunOutcome.FAILED)
     r = await api.client.post(
-        f"/api/v1/issues/{held}/claim", headers=h, json={"run_id": bishop_run.id}
+        f"/api/v1/issues/{held}/claim",
+        headers=api.headers("bishop"),
+        json={"run_id": bishop_run.id},
     )
     assert_error(r, 409, "run_not_active")
+    # The run token died with its run.
+    r = await api.client.post(
+        f"/api/v1/issues/{held}/claim", headers=h, json={"run_id": bishop_run.id}
+    )
+    assert_error(r, 401, "run_ended")
 
 
 # -- comments ----------------------------------------------------------------------------------
@@ -416,8 +423,10 @@ async def test_usage_is_recorded_and_the_turn_cap_stops_the_run(api: ApiStack) -
     assert "5" in body["detail"]
     ended = await api.service.runs.get(run.id)
     assert ended.status is RunStatus.FAILED and ended.reason_code == "max_turns_exceeded"
-    r = await api.client.post(url, headers=h, json={"turns": 6})
+    r = await api.client.post(url, headers=api.headers("bishop"), json={"turns": 6})
     assert_error(r, 409, "run_not_active")
+    r = await api.client.post(url, headers=h, json={"turns": 6})
+    assert_error(r, 401, "run_ended")  # the run token died with its run
     assert (await api.service.issue(issue_id)).lease_run_id is None
 
 
@@ -730,3 +739,24 @@ async def test_real_server_on_a_free_port(tmp_path: Path) -> None:
             metrics = (await client.get("/metrics")).text
             assert 'fleetbot_api_requests_total{route="/api/v1/issues",status="201"} 1.0' in metrics
         await fleet.scheduler.drain()
+
+
+async def test_a_run_token_dies_with_its_run_but_may_repeat_its_finish_for_a_minute(
+    api: ApiStack,
+) -> None:
+    _, run = await issue_with_run(api, "bishop")
+    h = await api.run_token_headers("bishop", run)
+    finish = {"outcome": "done", "summary": "did it"}
+    r = await api.client.post(f"/api/v1/runs/{run.id}/finish", headers=h, json=finish)
+    assert r.status_code == 200, r.text
+    # Anything else with that token is refused at once: it was valid for that run only.
+    r = await api.client.get("/api/v1/inbox", headers=h)
+    assert_error(r, 401, "run_ended")
+    # A finish whose answer was lost may be repeated (idempotent) for a minute…
+    api.clock.advance(59)
+    r = await api.client.post(f"/api/v1/runs/{run.id}/finish", headers=h, json=finish)
+    assert r.status_code == 200 and r.json()["status"] == "succeeded"
+    # …and no longer.
+    api.clock.advance(2)
+    r = await api.client.post(f"/api/v1/runs/{run.id}/finish", headers=h, json=finish)
+    assert_error(r, 401, "run_ended")

@@ -400,13 +400,14 @@ ROWS: list[Row] = [
     ),
     Row("a token on another company's run", _other_companys_run, 403, "not_your_run", "revoked"),
     Row(
+        # Its run is over, so the token died with it (issue 11: run tokens die with their run).
         "run token on another run of its agent",
         _run_token_other_run,
-        403,
-        "not_your_run",
+        401,
+        "run_ended",
         "revoked",
     ),
-    Row("run token after its run ended", _run_token_after_end, 409, "run_not_active", "revoked"),
+    Row("run token after its run ended", _run_token_after_end, 401, "run_ended", "revoked"),
     Row("run token past its deadline", _run_token_past_deadline, 401, "expired", "expired"),
 ]
 
@@ -468,4 +469,4 @@ def test_the_matrix_covers_every_reason_code() -> None:
     files = {r.file_code for r in ROWS}
     for reason in AuthReason:
         assert reason.value in http | files, reason
-    assert {"not_your_run", "run_not_active"} <= http
+    assert {"not_your_run", "run_ended"} <= http
