@@ -73,18 +73,6 @@ async def guard_dispatch(
     return False
 
 
-# Failures of the way to the agent, not of the work: the issue keeps its attempt budget.
-RUNTIME_TROUBLE = frozenset(
-    {
-        "runtime_unreachable",
-        "runtime_auth",
-        "runtime_locked_out",
-        "runtime_secret_missing",
-        "runtime_missing",
-    }
-)
-
-
 @dataclass(frozen=True, slots=True)
 class _Ending:
     status: RunStatus
@@ -391,13 +379,10 @@ class RunBook:
     ) -> None:
         assert run.issue_id is not None
         if ending.issue_status is None:
-            # An operator's cancel is not the agent failing, and a runtime that cannot be
-            # reached or refuses fleetbot's credentials is not the issue failing: neither
-            # costs an attempt.
-            failed = (
-                ending.status is not RunStatus.CANCELLED
-                and ending.reason_code not in RUNTIME_TROUBLE
-            )
+            # An operator's cancel is not the agent failing: it costs no attempt. A runtime
+            # that stayed unreachable through the run's own retries does cost one, so a dead
+            # endpoint ends in a blocked, escalated issue instead of a loop.
+            failed = ending.status is not RunStatus.CANCELLED
             await self.release(conn, run.issue_id, run.id, now, failed=failed)
             return
         # Moves outside the graph (e.g. the issue was cancelled meanwhile) just drop the lease.

@@ -8,8 +8,8 @@ waits for the answer until the run's deadline, because an agent may answer only 
 
 Transient failures are retried inside the run's deadline, never past it, with the same request:
 connection refused, reset or dropped, a connect or read that timed out before the deadline,
-502/503/504, and 429 with Retry-After (where the kind allows; its wait is honoured). The backoff
-otherwise doubles from 0.5 s to 8 s. They end the dispatch only when the next try would not fit
+502/503/504, and 429 with Retry-After (where the kind allows; never sooner than it asks). The
+backoff doubles from 0.5 s to 8 s. They end the dispatch only when the next try would not fit
 before the deadline. httpx errors are translated into core.errors once:
 
     the run's deadline reached while waiting           → AgentTimeout
@@ -247,7 +247,8 @@ class WebhookRuntime(Runtime, Generic[ConfigT]):
                     "check its logs and load",
                 )
             retries += 1
-            pause = backoff(retries) if wait is None else wait
+            # Retry-After is the least to wait; the backoff keeps "retry in 0 s" from spinning.
+            pause = backoff(retries) if wait is None else max(wait, backoff(retries))
             if self._clock() + pause >= deadline:
                 spent = self._clock() - started
                 tried = f"tried {retries} times over {spent:.1f} s; " if retries > 1 else ""
@@ -298,7 +299,7 @@ class WebhookRuntime(Runtime, Generic[ConfigT]):
                     method, url, content=content, headers=dict(headers or {}), timeout=within
                 ) as response,
             ):
-                await response.aread()
+                pass  # the status is all a self-test needs; the body is never read
         except (TimeoutError, httpx.TimeoutException):
             problem = f"{target} did not answer within {within:g} s"
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:

@@ -1,12 +1,15 @@
 """Fakes the runtime tests share: a job, a clock that moves only when a runtime sleeps, and a
-loopback HTTP server whose answers a test scripts (including answering late, or never)."""
+loopback HTTP server whose answers a test scripts (including answering late, or never).
+
+Plain helpers, not fixtures: a conftest.py here would shadow the `conftest` other tests import."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,3 +126,16 @@ class Loopback:
         finally:
             writer.close()
             await writer.wait_closed()
+
+
+@asynccontextmanager
+async def serving() -> AsyncIterator[Loopback]:
+    """A Loopback listening on 127.0.0.1 until the block ends."""
+    srv = Loopback()
+    listener = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
+    srv.url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    try:
+        yield srv
+    finally:
+        listener.close()
+        await listener.wait_closed()

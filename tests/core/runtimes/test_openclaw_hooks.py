@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from runtime_fakes import TOKEN, Accepted, FakeTime, Loopback, Seen, job
+from runtime_fakes import TOKEN, Accepted, FakeTime, Loopback, Seen, job, serving
 
 from core.config import OpenClawRuntime
 from core.errors import AgentBadReply, AgentBadStatus, AgentFailure, AgentUnreachable
@@ -25,6 +26,17 @@ from core.runtimes.wake import wake_message
 HOOKS = "hooks-secret-0b8e2d4c6a"
 ENV = {"OPENCLAW_HOOKS_TOKEN": HOOKS}
 Reply = tuple[int, dict[str, str], bytes]
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def loopback() -> AsyncIterator[Loopback]:
+    async with serving() as srv:
+        yield srv
 
 
 def hooks_config(url: str = "http://gw.test", **kw: Any) -> OpenClawRuntime:

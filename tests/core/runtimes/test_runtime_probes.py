@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from runtime_fakes import Loopback, Seen
+from runtime_fakes import Loopback, Seen, serving
 
 from core.config import HttpRuntime, ProcessRuntime, SecretRef
 from core.runtimes.http import HttpAgentRuntime
 from core.runtimes.process import ProcessAgentRuntime
 
 BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+
+
+@pytest.fixture
+async def loopback() -> AsyncIterator[Loopback]:
+    async with serving() as srv:
+        yield srv
 
 
 def free_port() -> int:

@@ -5,14 +5,14 @@ sleeps, so minutes of backoff take no time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
-from runtime_fakes import FakeTime, Loopback, Seen, job
+from runtime_fakes import FakeTime, Loopback, Seen, job, serving
 
 from core.config import HttpRuntime
 from core.errors import AgentBadStatus, AgentTimeout, AgentUnreachable
@@ -23,6 +23,17 @@ from core.runtimes.webhook import backoff, retry_after
 
 DONE = httpx.Response(200, json={"status": "done", "summary": "Fixed it"})
 FIXED = DispatchResult(finished=True, outcome=RunOutcome.DONE, summary="Fixed it")
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def loopback() -> AsyncIterator[Loopback]:
+    async with serving() as srv:
+        yield srv
 
 
 def scripted(*steps: httpx.Response | Exception) -> tuple[httpx.MockTransport, list[httpx.Request]]:
@@ -117,6 +128,14 @@ async def test_429_with_retry_after_waits_as_asked(fake_time: FakeTime) -> None:
         assert await rt.dispatch(job(deadline=fake_time.now + 60)) == FIXED
     assert fake_time.slept == [7.0] and len(seen) == 2
     same_request(seen)
+
+
+async def test_retry_after_zero_does_not_spin(fake_time: FakeTime) -> None:
+    now = httpx.Response(429, headers={"Retry-After": "0"})
+    transport, seen = scripted(now, now, DONE)
+    async with runtime(transport, fake_time) as rt:
+        assert await rt.dispatch(job(deadline=fake_time.now + 60)) == FIXED
+    assert fake_time.slept == [0.5, 1.0] and len(seen) == 3
 
 
 async def test_429_retry_after_as_an_http_date(fake_time: FakeTime) -> None:
