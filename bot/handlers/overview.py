@@ -83,15 +83,19 @@ async def whoami(call: Call) -> None:
 
 @guarded("status")
 async def status(call: Call) -> None:
-    """The board: per company, agents by status (idle ones whose runtime is down counted as
+    """The board: per company, agents by status (those whose runtime is down counted as
     unreachable), work, alerts firing, spend this month."""
     args.no_args(call.rest)
     boards = await call.service.board(call.now)
     watch = call.desk.fleet.runtime_watch
-    down: dict[str, int] = {}
+    down: dict[str, dict[str, int]] = {}
     if watch.failing():  # the whole fleet is read only when some runtime is down
-        for check in watch.unreachable(await call.service.agents()).values():
-            down[check.company_id] = down.get(check.company_id, 0) + 1
+        agents = await call.service.agents()
+        shown = watch.unreachable(agents)
+        for a in agents:
+            if a.id in shown:
+                counts = down.setdefault(a.company_id, {})
+                counts[a.status.value] = counts.get(a.status.value, 0) + 1
     firing = await firing_by_company(call.desk)
     await call.reply(render.status_board(boards, firing, call.now, down))
 

@@ -41,7 +41,7 @@ FIX_HINTS = {
     Fix.FILE: "file an issue so the agents have work",
     Fix.REASSIGN: "give the issues to another agent",
     Fix.PAUSE: "pause heartbeats until there is work",
-    Fix.RECHECK: "once it is back, check again (it also resolves by itself within a minute)",
+    Fix.RECHECK: "once it is back, check again (the alert also resolves by itself then)",
 }
 KIND_ICON = {
     AlertKind.AGENT_ERROR: "🔴",

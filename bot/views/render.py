@@ -118,21 +118,23 @@ def status_board(
     boards: Sequence[CompanyBoard],
     firing: dict[str, int],
     now: float,
-    unreachable: Mapping[str, int] | None = None,
+    unreachable: Mapping[str, Mapping[str, int]] | None = None,
 ) -> str:
     """/status: one short block per company, sized for one phone screen. `unreachable`
-    counts, per company, the idle agents to show as unreachable instead."""
+    counts, per company and status, the agents to show as unreachable instead."""
     lines = [f"<b>Fleet status</b> · {stamp(now)}"]
     if not boards:
         lines.append("No companies configured yet: add them under companies: in config.yaml.")
     for b in boards:
         lines.append("")
         lines.append(f"<b>{esc(b.company.name)}</b> · {esc(b.company.prefix)}")
-        down = (unreachable or {}).get(b.company.id, 0)
-        shown = [(AGENT_ICON[st], b.agents.get(st.value, 0), st.value) for st in _STATUS_ORDER]
-        if down:  # taken out of the idle count, shown just before it
-            idle = shown.pop()
-            shown += [(UNREACHABLE_ICON, down, UNREACHABLE), (idle[0], idle[1] - down, idle[2])]
+        down = (unreachable or {}).get(b.company.id, {})
+        shown = [
+            (AGENT_ICON[st], b.agents.get(st.value, 0) - down.get(st.value, 0), st.value)
+            for st in _STATUS_ORDER
+        ]
+        # Taken out of their status's count, shown just before the idle ones.
+        shown.insert(-1, (UNREACHABLE_ICON, sum(down.values()), UNREACHABLE))
         agents = [f"{icon} {n} {label}" for icon, n, label in shown if n > 0]
         lines.append(" · ".join(agents) if agents else "no agents")
         blocked = b.issues.get(IssueStatus.BLOCKED.value, 0)
@@ -204,15 +206,17 @@ def agent_card(
         + (f" · reports to {esc(agent.reports_to)}" if agent.reports_to else ""),
     ]
     if unreachable is not None:
-        lines.append(f"Status: <b>{UNREACHABLE}</b> (idle for {since}, its runtime is down)")
-        lines.append(f"Runtime: {esc(unreachable.target)}")
         lines.append(
-            f"Why: <i>{esc(clip(scrub(unreachable.explained), 300))}</i> "
+            f"Status: <b>{UNREACHABLE}</b> ({agent.status.value} for {since}, its runtime is down)"
+        )
+        lines.append(
+            f"Runtime: {esc(unreachable.target)} — "
+            f"<i>{esc(clip(scrub(unreachable.explained), 300))}</i> "
             f"(<code>{esc(unreachable.code)}</code>, checked {ago(unreachable.at, now)})"
         )
     else:
         lines.append(f"Status: <b>{agent.status.value}</b> for {since}")
-    if unreachable is None and (agent.reason or agent.reason_code):
+    if agent.reason or agent.reason_code:
         code = f" (<code>{esc(agent.reason_code)}</code>)" if agent.reason_code else ""
         lines.append(f"Why: <i>{esc(clip(scrub(agent.reason), 300))}</i>{code}")
     lines.append(f"Inbox: {count(inbox, 'open issue')}")

@@ -13,8 +13,8 @@ by the probe's `target`: one dead gateway is one line naming its agents, and one
                                      probe, or whose last run failed on the runtime)
     unreachable(agents, failing)     agents to show as "unreachable" instead of "idle"
 
-"Unreachable" is a display state, not an AgentStatus. It is derived from the last probe:
-an idle agent whose runtime's last probe failed.
+"Unreachable" is a display state, not an AgentStatus. It is derived from the last probe: an
+idle agent (or one in error because a run failed on it) whose runtime's last probe failed.
 """
 
 from __future__ import annotations
@@ -24,23 +24,38 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pydantic import TypeAdapter
+
 from core.clock import Clock, SystemClock
+from core.config import RuntimeConfig
 from core.errors import AgentFailure
 from core.models import Agent, AgentStatus
+from core.runtimes import build_runtime
 from core.runtimes.base import Runtime
+from core.runtimes.webhook import public_url
 from core.service import FleetService
 
 log = logging.getLogger(__name__)
 
 RuntimeFactory = Callable[[Agent], Runtime]
+_RUNTIME_CONFIG: TypeAdapter[RuntimeConfig] = TypeAdapter(RuntimeConfig)
 
 PROBE_TIMEOUT = 10.0  # seconds one probe may take before it counts as "no answer"
 PROBES_AT_ONCE = 8  # probes in flight at once: a fleet of thousands must not open thousands
 FRESH_FOR = 5.0  # a probe younger than this is reused (a run's end and its status change)
 LOG_LINES = 50  # failing targets listed in the log; `fleetbot check` lists them all
-# Run failure codes that mean "the runtime is down or refuses us", not "the agent failed":
-# an agent whose run failed this way is probed again every monitors.interval.
-RUNTIME_DOWN_CODES = frozenset({"runtime_unreachable", "runtime_auth", "runtime_locked_out"})
+# Run failure codes that mean trouble with the way to the agent (down, refusing our token,
+# locked out, its secret or command missing), not with its work (docs/runtimes.md): an agent
+# whose run failed this way is probed at once and again every monitors.interval.
+RUNTIME_DOWN_CODES = frozenset(
+    {
+        "runtime_unreachable",
+        "runtime_auth",
+        "runtime_locked_out",
+        "runtime_secret_missing",
+        "runtime_missing",
+    }
+)
 
 
 def _clause(text: str) -> str:
@@ -167,8 +182,6 @@ def describe(agent: Agent) -> str:
     kind = str(agent.runtime.get("kind", "unknown"))
     url = agent.runtime.get("url")
     if isinstance(url, str):
-        from core.runtimes.webhook import public_url  # the one rule for secret-free URLs
-
         return f"the {kind} runtime at {public_url(url)}"
     command = agent.runtime.get("command")
     if isinstance(command, list) and command:
@@ -248,24 +261,37 @@ async def self_test_runtimes(
     service: FleetService, env: Mapping[str, str], agents: Sequence[Agent] | None = None
 ) -> RuntimeReport:
     """Probe every agent's runtime with runtimes of its own, closed before it returns (for
-    `fleetbot check`, which must not share anything with a running `fleetbot run`)."""
-    # Imported here: the scheduler's heartbeat imports the monitors, which import this module.
-    from core.engine.scheduler import RuntimePool
+    `fleetbot check`, which must share nothing with a running `fleetbot run`)."""
+    built: list[Runtime] = []
 
-    pool = RuntimePool(env, service)
+    def runtime(agent: Agent) -> Runtime:
+        built.append(build_runtime(_RUNTIME_CONFIG.validate_python(agent.runtime), env, service))
+        return built[-1]
+
     try:
         chosen = list(agents) if agents is not None else await service.agents()
-        return await probe_all(chosen, pool, clock=service.clock)
+        return await probe_all(chosen, runtime, clock=service.clock)
     finally:
-        await pool.aclose()
+        for r in built:
+            await r.aclose()
 
 
 def unreachable(
     agents: Iterable[Agent], failing: Mapping[str, RuntimeCheck]
 ) -> dict[str, RuntimeCheck]:
-    """The agents shown as "unreachable" rather than "idle": idle, with a failed last probe.
-    Agents in error, paused or unauthenticated keep showing that status (it says more)."""
-    return {a.id: failing[a.id] for a in agents if a.status is AgentStatus.IDLE and a.id in failing}
+    """The agents shown as "unreachable" while their runtime's last probe fails: idle ones,
+    and those in error because a run failed on that runtime (the runtime's alert names them;
+    once it answers they show as in error again, to be reset). Paused, running and
+    unauthenticated agents keep showing that status: it says more."""
+    return {
+        a.id: failing[a.id]
+        for a in agents
+        if a.id in failing
+        and (
+            a.status is AgentStatus.IDLE
+            or (a.status is AgentStatus.ERROR and a.reason_code in RUNTIME_DOWN_CODES)
+        )
+    }
 
 
 class RuntimeWatch:

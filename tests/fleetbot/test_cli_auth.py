@@ -1,4 +1,5 @@
-"""`fleetbot init`, `check` and `tokens` as an operator runs them: output lines and exit codes."""
+"""`fleetbot init`, `check` and `tokens` as an operator runs them: output lines and exit codes
+(`check` tests every agent's token and runtime)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,8 +108,46 @@ def test_check_and_verify_pass(setup: Path, capsys: pytest.CaptureFixture[str]) 
     assert lines[0] == "config ok: 1 companies, 2 agents"
     assert lines[1].startswith(f"key ring ok: {_secrets(setup) / 'keyring.json'} (active key k")
     assert lines[2] == "2/2 agents authenticated"
+    assert lines[3:] == ["2/2 runtimes reachable"]
     code, out, _ = _run(capsys, "tokens", "verify", "-c", str(setup), "-v")
     assert code == 0 and "  ripley: ok" in out and "  bishop: ok" in out
+    assert "runtimes" not in out  # tokens only
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (bound, read, released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_check_names_a_dead_runtime_once_with_its_agents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/wake"
+    dead = {"kind": "http", "url": url, "timeout": "2s"}
+    data = json.loads(json.dumps(CONFIG))
+    agents = data["companies"][0]["agents"]
+    agents[1]["runtime"] = dead
+    agents.append({"id": "hicks", "role": "qa", "runtime": dead})
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert _run(capsys, "init", str(folder))[0] == 0
+
+    code, out, _ = _run(capsys, "check", "-c", str(path))
+    assert code == 1  # every token verifies, but a runtime is down
+    lines = out.splitlines()
+    assert lines[2] == "3/3 agents authenticated"
+    assert lines[3] == "1/3 runtimes reachable"
+    [line] = lines[4:]  # one line for the endpoint, naming both agents behind it
+    where = f"the agent at {url}"
+    assert line.startswith(f"  {where} — runtime_unreachable, agents bishop, hicks: ")
+    assert "Fix: Check `url` and that the agent is running" in line
+
+    code, out, _ = _run(capsys, "check", "-v", "-c", str(path))
+    assert code == 1 and "  ripley: ok (the simulated runtime)" in out
 
 
 def test_check_names_each_failing_agent_and_its_fix(
