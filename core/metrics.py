@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -23,8 +23,14 @@ class Metrics:
         )
         self.auth_failures = Counter(
             "fleetbot_api_auth_failures",
-            "401 answers by the agent the token claimed to be and the reason code.",
+            "401 answers by reason code, and by agent when the token's signature verified "
+            '(agent="unverified" otherwise: forged, malformed or foreign tokens).',
             ["agent", "reason"],
+            registry=self.registry,
+        )
+        self.auth_unverified_sources = Gauge(
+            "fleetbot_api_auth_unverified_sources",
+            "Distinct client addresses that sent tokens which did not verify.",
             registry=self.registry,
         )
         self.heartbeats = Counter(

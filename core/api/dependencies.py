@@ -39,7 +39,8 @@ async def _authenticate(request: Request) -> AgentCall:
     # own reason code; the OpenAPI document declares the bearer scheme instead
     # (app._document_bearer).
     guard: Guard = request.app.state.guard
-    who = await guard.authenticate(request.headers.get("authorization"), request.url.path)
+    source = request.client.host if request.client is not None else ""
+    who = await guard.authenticate(request.headers.get("authorization"), request.url.path, source)
     service: FleetService = request.app.state.service
     return AgentCall(who.agent, who.claims, service)
 

@@ -1,13 +1,17 @@
 """Bearer-token authentication for the agent API, with a reason code on every refusal.
 
-A refusal is counted per claimed agent and reason, and handed to a listener (the monitors), but
-it never changes an agent's status: a stranger sending junk tokens cannot knock an agent out.
-Only a token file that fails fleetbot's own check (heartbeat, self-test) does that.
+Only a verified signature may name an agent. A refused token whose signature verified (expired,
+revoked, wrong audience, a run token whose run is over) is counted for the agent it names and
+handed to a listener (the monitors). Every other refusal — a forged, malformed or foreign token
+— is counted by source address and as `agent="unverified"`, so a stranger can neither page the
+owner about an agent nor learn from /metrics which agent ids exist. No refusal changes an
+agent's status: only a token file that fails fleetbot's own check (heartbeat, self-test) does.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +30,17 @@ log = logging.getLogger(__name__)
 # Called for every 401; it must be quick and must not raise (errors are logged and dropped).
 AuthFailureListener = Callable[[str, str], None]
 UNKNOWN = "unknown"
+UNVERIFIED = "unverified"
+# Reasons decided after the signature verified: the token really is that agent's.
+VERIFIED_REFUSALS = frozenset(
+    {
+        AuthReason.EXPIRED.value,
+        AuthReason.REVOKED.value,
+        AuthReason.WRONG_AUDIENCE.value,
+        AuthReason.RUN_ENDED.value,
+    }
+)
+MAX_SOURCES = 1024  # distinct addresses remembered; the oldest is forgotten first
 FINISH_GRACE = 60.0  # seconds a run token may repeat its run's finish after the run ended
 
 
@@ -47,8 +62,10 @@ class Guard:
         self.auth = auth
         self.metrics = metrics
         self.on_failure = on_failure
+        # Unverified refusals by client address (bounded), for spotting who sends junk.
+        self.unverified_by_source: OrderedDict[str, int] = OrderedDict()
 
-    async def authenticate(self, header: str | None, path: str = "") -> Caller:
+    async def authenticate(self, header: str | None, path: str = "", source: str = "") -> Caller:
         token = ""
         try:
             token = _bearer(header)
@@ -59,7 +76,7 @@ class Guard:
             if claims.run is not None:
                 await self._check_run_alive(claims.run, path)
         except TokenInvalid as exc:
-            await self._refused(token, exc.code)
+            await self._refused(token, exc.code, source)
             raise
         return Caller(agent, claims)
 
@@ -84,7 +101,16 @@ class Guard:
             code=AuthReason.RUN_ENDED.value,
         )
 
-    async def _refused(self, token: str, code: str) -> None:
+    async def _refused(self, token: str, code: str, source: str) -> None:
+        if code not in VERIFIED_REFUSALS:
+            self.metrics.auth_failures.labels(UNVERIFIED, code).inc()
+            key = source or UNKNOWN
+            self.unverified_by_source[key] = self.unverified_by_source.pop(key, 0) + 1
+            while len(self.unverified_by_source) > MAX_SOURCES:
+                self.unverified_by_source.popitem(last=False)
+            self.metrics.auth_unverified_sources.set(len(self.unverified_by_source))
+            return
+        # The signature verified, so the token's `sub` is the agent's own.
         claimed = await self._claimed_agent(token) if token else UNKNOWN
         self.metrics.auth_failures.labels(claimed, code).inc()
         if self.on_failure is not None:

@@ -538,10 +538,18 @@ async def test_fleet_wires_guard_events_summaries_and_jobs(
     config = cfg(tmp_path)
     make_auth(config, clock)
     async with Fleet(config, {}, clock, serve_api=False, periodic=False) as fleet:
-        # A token that claims ali-ceo but was signed with some other secret: a 401 to the API.
+        # A token that claims ali-ceo but was signed with some other secret: a 401 to the API,
+        # and nothing else: only a verified signature may name an agent (issue 11).
         forged = jwt.encode({"sub": "ali-ceo", "kid": "nope"}, "x" * 32, algorithm="HS256")
         with pytest.raises(TokenInvalid):
             await fleet.guard.authenticate(f"Bearer {forged}")
+        await fleet.monitors.settle()
+        assert await fleet.alerts.firing() == []
+        # ali-ceo's own token, expired: that one is the agent's problem, and is pushed.
+        ceo = await fleet.service.agent("ali-ceo")
+        expired = fleet.auth.authority.issue(ceo, clock.now() - 7200, 3600)
+        with pytest.raises(TokenInvalid):
+            await fleet.guard.authenticate(f"Bearer {expired}")
         await fleet.monitors.settle()
         [alert] = await fleet.alerts.firing()
         assert alert.kind is AlertKind.AGENT_UNAUTHENTICATED

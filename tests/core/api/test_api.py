@@ -92,8 +92,10 @@ async def test_metrics_count_requests_and_auth_failures(api: ApiStack) -> None:
     text = r.text
     assert 'fleetbot_api_requests_total{route="/api/v1/me",status="200"} 1.0' in text
     assert 'fleetbot_api_requests_total{route="/api/v1/me",status="401"} 2.0' in text
-    assert 'fleetbot_api_auth_failures_total{agent="ripley",reason="bad_signature"} 1.0' in text
-    assert 'fleetbot_api_auth_failures_total{agent="unknown",reason="malformed"} 1.0' in text
+    # Refused tokens whose signature did not verify name no agent (issue 11).
+    assert 'fleetbot_api_auth_failures_total{agent="unverified",reason="bad_signature"} 1.0' in text
+    assert 'fleetbot_api_auth_failures_total{agent="unverified",reason="malformed"} 1.0' in text
+    assert "ripley" not in text
 
 
 async def test_openapi_lists_every_route_and_documents_bodies(api: ApiStack) -> None:
@@ -634,7 +636,8 @@ async def test_unknown_routes_and_wrong_methods_are_json(api: ApiStack) -> None:
 # (name, "METHOD path", JSON body / raw bytes / None, expected status)
 ISSUES = "POST /api/v1/issues"
 HOSTILE: list[tuple[str, str, Any, int]] = [
-    ("huge title", ISSUES, {"title": "x" * 10**6, "assignee": "bishop"}, 422),
+    ("long title", ISSUES, {"title": "x" * 10**4, "assignee": "bishop"}, 422),
+    ("huge title", ISSUES, {"title": "x" * 10**6, "assignee": "bishop"}, 413),  # api.max_body
     ("null title", ISSUES, {"title": None, "assignee": "bishop"}, 422),
     ("array title", ISSUES, {"title": ["a"], "assignee": "bishop"}, 422),
     ("object title", ISSUES, {"title": {"a": 1}, "assignee": "bishop"}, 422),

@@ -229,10 +229,14 @@ async def test_keys_past_their_grace_retire_on_schedule(
     assert fleet.auth_watch.last is not None and fleet.auth_watch.last.ok  # old key in grace
     clock.advance(601)
     await fleet.auth_watch.tick()
-    retired = KeyRing.load(fleet.config.auth.keyring).get(old)
+    ring = KeyRing.load(fleet.config.auth.keyring)
+    retired = ring.get(old)
     assert retired is not None and retired.state is KeyState.RETIRED
-    # The tokens were never re-issued, so the fleet is unauthenticated — and says why.
-    assert set((await _statuses(fleet)).values()) == {(AgentStatus.UNAUTHENTICATED, "unknown_key")}
+    # The tokens were never re-issued. This asserted the outage of issue 11.1 (the whole fleet
+    # unauthenticated with unknown_key); now the check moves every token file still signed by
+    # the old key onto the active one before it retires the old key, so nobody is locked out.
+    assert set((await _statuses(fleet)).values()) == {(AgentStatus.IDLE, "")}
+    assert {fleet.auth.verify(t).kid for t in _tokens(fleet).values()} == {ring.active.kid}
     await rotate_all(fleet.auth, fleet.service, "owner")
     assert {s for s, _ in (await _statuses(fleet)).values()} == {AgentStatus.IDLE}
 
@@ -330,11 +334,30 @@ async def test_junk_tokens_are_counted_but_never_knock_an_agent_out(fleet: Fleet
         metrics = (await client.get("/metrics")).text
         assert (await client.get("/api/v1/me", headers=_bearer(good))).status_code == 200
     assert set(codes) == {"bad_signature", "malformed"}
-    assert ("ali-ceo", "bad_signature") in heard and ("unknown", "missing_token") in heard
-    assert len(heard) == 21
-    assert 'fleetbot_api_auth_failures_total{agent="ali-ceo",reason="bad_signature"}' in metrics
-    assert 'fleetbot_api_auth_failures_total{agent="unknown",reason="missing_token"} 1.0' in metrics
+    # Only a verified signature may name an agent (issue 11): forged tokens claiming ali-ceo
+    # reach no listener, so nobody is paged, and /metrics does not say ali-ceo exists.
+    assert heard == []
+    assert "ali-ceo" not in metrics
+    assert 'fleetbot_api_auth_failures_total{agent="unverified",reason="bad_signature"}' in metrics
+    assert (
+        'fleetbot_api_auth_failures_total{agent="unverified",reason="missing_token"} 1.0' in metrics
+    )
+    assert "fleetbot_api_auth_unverified_sources 1.0" in metrics  # all of it from 127.0.0.1
+    assert fleet.guard.unverified_by_source == {"127.0.0.1": 21}
     assert {s for s, _ in (await _statuses(fleet)).values()} == {AgentStatus.IDLE}
+
+
+async def test_a_verified_but_expired_token_names_its_agent(fleet: Fleet) -> None:
+    heard: list[tuple[str, str]] = []
+    fleet.guard.on_failure = lambda agent, code: heard.append((agent, code))
+    agent = await fleet.service.agent("ali-ceo")
+    expired = fleet.auth.authority.issue(agent, fleet.clock.now() - 7200, 3600)
+    async with httpx.AsyncClient(base_url=fleet.api_url) as client:
+        r = await client.get("/api/v1/inbox", headers=_bearer(expired))
+        assert r.status_code == 401 and r.json()["error"] == "expired"
+        metrics = (await client.get("/metrics")).text
+    assert heard == [("ali-ceo", "expired")]
+    assert 'fleetbot_api_auth_failures_total{agent="ali-ceo",reason="expired"} 1.0' in metrics
 
 
 async def test_deleted_agents_and_other_agents_runs_are_refused(tmp_path: Path) -> None:
