@@ -7,7 +7,8 @@ FleetbotError
 ├── ConfigError                    the config file (or env override) is wrong; says file, key, fix
 ├── StoreError
 │   ├── SchemaTooNew               the database was written by a newer fleetbot
-│   └── InstanceLocked             another `fleetbot run` holds the database; names it
+│   ├── InstanceLocked             another `fleetbot run` holds the database; names it
+│   └── StoreUnavailable           locked, full, read-only or failing disk; retry (HTTP 503)
 ├── NotFound                       (HTTP 404)
 │   ├── CompanyNotFound
 │   ├── AgentNotFound
@@ -67,6 +68,19 @@ class SchemaTooNew(StoreError):
 
 class InstanceLocked(StoreError):
     code = "instance_locked"
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot serve the request now, through no fault of the request: the database
+    is locked by another process, the disk is full or failing, the file is read-only. `cause`
+    says which in a few words and `fix` what the owner can do; retrying later may succeed."""
+
+    code = "store_unavailable"
+
+    def __init__(self, message: str, *, cause: str, fix: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.fix = fix
 
 
 class NotFound(FleetbotError):

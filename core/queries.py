@@ -122,9 +122,13 @@ class FleetQueries:
         """The read model behind the digest: what happened per company since `since`."""
         return await fleet_activity(self.db, since, summaries=summaries)
 
-    async def health(self) -> int:
-        """Ask the store one question (raises StoreError if it cannot answer); its schema."""
-        await self.db.ping()
+    @property
+    def schema_version(self) -> int:
+        return self.db.schema_version
+
+    async def ready(self) -> int:
+        """The schema version if the store takes writes now; StoreUnavailable saying why if not."""
+        await self.db.probe_write()
         return self.db.schema_version
 
     async def resolve_assignee(self, spec: str, company_id: str | None = None) -> Agent:

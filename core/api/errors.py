@@ -1,13 +1,18 @@
 """How the agent API answers a refusal: one JSON shape, `{"error": code, "detail": sentence}`.
 
 Status codes come from the error tree: NotFound 404, InvalidInput 422, Conflict 409, Forbidden
-403, TokenInvalid 401 (with the reason code in the body and in `WWW-Authenticate`). Bad bodies
-and bad path ids are 422 naming each field; FastAPI's own 404 and 405 get the same shape.
+403, TokenInvalid 401 (with the reason code in the body and in `WWW-Authenticate`), StoreError
+503 `store_unavailable` with `Retry-After` (the database locked by another process, a full or
+failing disk, a read-only file: one warning line per cause a minute, not a traceback per
+request). Bad bodies and bad path ids are 422 naming each field; FastAPI's own 404 and 405 get
+the same shape, and so do the server's refusals before the app (413, 431, 408: core.api.app,
+core.api.server).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -24,6 +29,8 @@ from core.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    StoreError,
+    StoreUnavailable,
     TokenInvalid,
 )
 
@@ -46,12 +53,24 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Refused by the current state, e.g. "
         "`invalid_transition`, `lease_conflict`, `run_not_active`, `max_turns_exceeded`.",
     },
+    413: {"model": ErrorOut, "description": "`body_too_large`: the body is over `api.max_body`."},
     422: {
         "model": ErrorOut,
         "description": "The body (`invalid_body`) or a path id (`invalid_request`) is invalid; "
         "`detail` names the field.",
     },
+    503: {
+        "model": ErrorOut,
+        "description": "`store_unavailable`: the store cannot serve the request now (locked by "
+        "another process, disk full, read-only); nothing was changed, retry after "
+        "`Retry-After` seconds.",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        },
+    },
 }
+RETRY_AFTER = 5  # seconds, on every 503
+STORE_WARNING_EVERY = 60.0  # seconds between two warnings of the same store trouble
 _NOT_AN_OBJECT = {"model_attributes_type", "dict_type", "model_type"}
 
 
@@ -68,6 +87,49 @@ async def domain_error(_: Request, exc: FleetbotError) -> JSONResponse:
             return error_response(status, exc.code, exc.message, **extra)
     log.error("unmapped error %s: %s", type(exc).__name__, exc.message)
     return error_response(400, exc.code, exc.message)
+
+
+class Throttle:
+    """Lets a key through once per `every` seconds and counts what it held back in between:
+    one log line per cause, not one per request."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._last: dict[str, tuple[float, int]] = {}  # key: (when let through, held since)
+
+    def allow(self, key: str) -> int | None:
+        """None to stay quiet; else how many were held back since the last one let through."""
+        now = time.monotonic()
+        when, held = self._last.get(key, (-self.every, 0))
+        if now - when < self.every:
+            self._last[key] = (when, held + 1)
+            return None
+        self._last[key] = (now, 0)
+        return held
+
+
+async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
+    """Store trouble as 503 with Retry-After: the agent retries, the owner reads one warning."""
+    if isinstance(exc, StoreUnavailable):
+        cause, code, fix = exc.cause, exc.code, exc.fix
+        why = str(exc.__cause__ or exc.message)
+    else:  # a StoreError no request should meet: the same answer, and the log says so
+        cause, code, fix, why = exc.message, StoreUnavailable.code, "report this as a bug", ""
+    throttle: Throttle | None = getattr(request.app.state, "store_warnings", None)
+    held = throttle.allow(cause) if throttle is not None else 0
+    if held is not None:
+        log.warning(
+            "store trouble: %s%s; %s. The API answers 503 meanwhile (this time to %s %s%s)",
+            cause,
+            f" ({why})" if why else "",
+            fix,
+            request.method,
+            request.url.path,
+            f"; {held} more 503s for this since the last warning" if held else "",
+        )
+    response = error_response(503, code, exc.message)
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -100,7 +162,9 @@ async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         problem = "the body could not be read; send UTF-8 JSON (a JSON object)"
         errors = [{"field": "body", "problem": problem}]
         return error_response(422, "invalid_body", f"body: {problem}", errors=errors)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+        exc.status_code, "http_error"
+    )
     return error_response(exc.status_code, code, str(exc.detail))
 
 
@@ -108,6 +172,7 @@ Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
 # For FastAPI(exception_handlers=...); a handler is found by the exception's class and its bases.
 HANDLERS: dict[int | type[Exception], Handler] = {
     FleetbotError: domain_error,
+    StoreError: store_unavailable,
     RequestValidationError: bad_request,
     StarletteHTTPException: http_error,
 }

@@ -24,6 +24,7 @@ from core.api.schemas import (
     NewComment,
     NewIssue,
     NewSummary,
+    Ready,
     RunOut,
     SummaryOut,
     Usage,
@@ -35,9 +36,26 @@ from core.models import Issue
 router = APIRouter(responses=RESPONSES)
 
 
-@router.get("/healthz", response_model=Health, tags=["ops"])
+@router.get(
+    "/healthz",
+    response_model=Health,
+    tags=["ops"],
+    summary="Liveness: 200 while the process answers, whatever the store's state",
+)
 async def healthz(service: Service) -> Health:
-    return Health(status="ok", schema_version=await service.health())
+    # No store round trip: a locked or full database must not get a live process restarted.
+    return Health(status="ok", schema_version=service.schema_version)
+
+
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    tags=["ops"],
+    summary="Readiness: 200 when the store takes writes, else 503 store_unavailable saying why",
+)
+async def readyz(service: Service) -> Ready:
+    # StoreUnavailable: a 503 naming the cause (core.api.errors)
+    return Ready(status="ready", schema_version=await service.ready())
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response)

@@ -300,5 +300,16 @@ class ErrorOut(BaseModel):
 
 
 class Health(BaseModel):
+    """Liveness: the process answers. Never the store's state: restarting cures neither a full
+    disk nor another process's lock (that is /readyz)."""
+
     status: Literal["ok"]
+    schema_version: int
+
+
+class Ready(BaseModel):
+    """Readiness: the store takes writes (a write transaction can start, and no write failed
+    on a full or failing disk in the last 30 s)."""
+
+    status: Literal["ready"]
     schema_version: int

@@ -7,13 +7,39 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from core.auth.keyring import EDDSA_MISSING, eddsa_available
-from core.durations import USAGE as DURATION_USAGE, parse_duration
+from core.durations import USAGE as DURATION_USAGE, duration_text, parse_duration
 
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
+# JSON keeps the unit, so a runtime stored as JSON (core.store.sync) validates again.
+Seconds = Annotated[
+    float, BeforeValidator(parse_duration), PlainSerializer(duration_text, when_used="json")
+]
 DEFAULT_TELEGRAM_TOKEN_ENV = "FLEETBOT_TELEGRAM_TOKEN"
+
+_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_PREFIX = r"^[A-Z][A-Z0-9]{0,7}$"
+_URL = r"^(https?|wss?)://"
+_PATH = r"^/"
+# Each pattern in words, for the error message (core.config.explain): nobody should have to
+# read a regex to fix their config.
+PATTERN_WORDS = {
+    _ID: "ids are 1–64 lowercase letters, digits, dots, underscores and dashes, starting with "
+    "a letter or a digit",
+    _PREFIX: "a prefix is 1–8 capital letters and digits, starting with a letter (issues are "
+    "numbered PREFIX-1, PREFIX-2, …)",
+    _URL: "write a URL starting with http://, https://, ws:// or wss://",
+    _PATH: "write a path starting with /",
+}
 
 # auth.<key> names that would hold signing keys outside the key ring.
 _SECOND_KEY_SOURCES = frozenset(
@@ -126,11 +152,36 @@ class StorageConfig(_Model):
 class ApiConfig(_Model):
     listen: str = "127.0.0.1:8080"
     public_url: str | None = None
+    # What a client may send, and for how long (core.api.server, core.api.app).
+    max_body: int = 64 * 1024  # a request body; more is a 413 before it is read
+    max_header: int = 16 * 1024  # the request line and headers together; more is a 431
+    header_timeout: Seconds = 10.0  # to send the request line and headers, else closed
+    keep_alive: Seconds = 5.0  # an idle keep-alive connection is closed after this
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, v: str) -> str:
         return _host_port(v)
+
+    @field_validator("max_body", "max_header", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int:
+        """Bytes as a number or with a unit: 65536, 64KiB, 1MiB."""
+        units = {"": 1, "b": 1, "kib": 1024, "mib": 1024 * 1024}
+        found = re.fullmatch(r"(\d+)\s*([a-z]*)", str(v).strip().lower())
+        if isinstance(v, bool) or found is None or found[2] not in units:
+            raise ValueError(f"write a size in bytes or with KiB or MiB, e.g. 64KiB; got {v!r}")
+        size = int(found[1]) * units[found[2]]
+        if size < 1024:
+            raise ValueError(f"{v!r} is too small to carry a request; give at least 1KiB")
+        return size
+
+    @field_validator("header_timeout", "keep_alive")
+    @classmethod
+    def _at_least_a_second(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError("give at least 1s")
+        return v
 
     @property
     def host(self) -> str:
@@ -255,7 +306,7 @@ class OpenClawRuntime(_Model):
     kind: Literal["openclaw"]
     # The gateway; it serves the WebSocket protocol and the hooks on one port, so http(s)://
     # and ws(s):// name the same place.
-    url: str = Field(pattern=r"^(https?|wss?)://")
+    url: str = Field(pattern=_URL)
     # gateway: the WebSocket protocol (v4), which reports every turn's end, reply and usage.
     # hooks: POST {url}{hook_path} with waitForCompletion, for gateways that only expose hooks.
     transport: Literal["gateway", "hooks"] = "gateway"
@@ -268,7 +319,7 @@ class OpenClawRuntime(_Model):
     # How long to wait for the gateway to connect and acknowledge a turn, per attempt. A late
     # acknowledgement is retried with the same idempotency key: it never starts a second turn.
     timeout: Seconds = 30
-    hook_path: str = Field(default="/hooks/agent", pattern=r"^/")
+    hook_path: str = Field(default="/hooks/agent", pattern=_PATH)
 
     @model_validator(mode="after")
     def _one_token(self) -> OpenClawRuntime:
@@ -307,8 +358,6 @@ RuntimeConfig = Annotated[
     Field(discriminator="kind"),
 ]
 
-_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-
 
 class AgentConfig(_Model):
     id: str = Field(pattern=_ID)
@@ -341,7 +390,7 @@ class BudgetConfig(_Model):
 class CompanyConfig(_Model):
     id: str = Field(pattern=_ID)
     name: str
-    prefix: str = Field(pattern=r"^[A-Z][A-Z0-9]{0,7}$")
+    prefix: str = Field(pattern=_PREFIX)
     chat: int | str | None = None
     topics: CompanyTopics | None = None
     budget: BudgetConfig | None = None

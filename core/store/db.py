@@ -4,12 +4,17 @@ aiosqlite gives each connection its own thread, so two coroutines sharing one co
 interleave their statements inside each other's transactions. Writes therefore go through
 `write()`, which holds an asyncio lock for the whole `BEGIN IMMEDIATE … COMMIT`; reads use a second
 connection and see only committed data.
+
+SQLite's "cannot now" errors (locked by another process, disk full or failing, read-only file)
+leave here as `StoreUnavailable`, naming the cause and the fix; any other sqlite3 error is a bug
+and leaves as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,14 +23,64 @@ from typing import Any
 
 import aiosqlite
 
-from core.errors import SchemaTooNew, StoreError
+from core.errors import SchemaTooNew, StoreError, StoreUnavailable
 from core.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+BUSY_TIMEOUT_MS = 5000  # how long a statement waits for another process's lock
+PROBE_BUSY_TIMEOUT_MS = 500  # the readiness probe's wait: probes time out after about a second
+FAILURE_MEMORY = 30.0  # seconds a failed write keeps the store unready, unless a commit succeeds
+
+# SQLite's primary result codes that mean "the store cannot do this now" rather than "this
+# statement is wrong": (cause, what the owner can do).
+_UNAVAILABLE: dict[int, tuple[str, str]] = {
+    sqlite3.SQLITE_BUSY: (
+        "the database is locked by another process",
+        "find and stop whatever holds its write lock (a second fleetbot, a backup tool, an "
+        "open sqlite3 shell)",
+    ),
+    sqlite3.SQLITE_READONLY: (
+        "the database file is read-only",
+        "make the database file, its -wal and -shm files and their folder writable by fleetbot",
+    ),
+    sqlite3.SQLITE_FULL: ("the disk is full", "free disk space where the database lives"),
+    sqlite3.SQLITE_IOERR: (
+        "the disk failed a read or a write",
+        "check the disk and the file system (dmesg, df)",
+    ),
+    sqlite3.SQLITE_CANTOPEN: (
+        "the database file cannot be opened",
+        "check that the database's folder exists and is writable",
+    ),
+}
+
+
+# What BEGIN IMMEDIATE cannot see coming (it writes nothing), so readiness remembers it.
+_ONLY_WRITES_SHOW = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR}
+
+
+def _primary(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None  # the extended code's low byte
+
+
+def unavailable(exc: sqlite3.Error) -> StoreUnavailable | None:
+    """The StoreUnavailable an sqlite3 error stands for, or None if it is not store trouble."""
+    found = _UNAVAILABLE.get(_primary(exc) or 0)
+    if found is None:
+        return None
+    cause, fix = found
+    return StoreUnavailable(
+        f"the store cannot serve this now: {cause} ({exc}). Nothing was changed; retry in a "
+        "few seconds.",
+        cause=cause,
+        fix=fix,
+    )
 
 
 async def _configure(conn: aiosqlite.Connection) -> None:
     conn.row_factory = aiosqlite.Row
     await conn.execute("PRAGMA foreign_keys = ON")
-    await conn.execute("PRAGMA busy_timeout = 5000")
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the
     # last transactions, and it never corrupts the file.
     await conn.execute("PRAGMA synchronous = NORMAL")
@@ -39,6 +94,8 @@ class Database:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        # The last write that failed with store trouble, and when (monotonic); a commit clears it.
+        self._failure: tuple[float, StoreUnavailable] | None = None
 
     async def open(self) -> Database:
         if self._writer is not None:
@@ -85,7 +142,7 @@ class Database:
 
     @staticmethod
     async def _scalar(conn: aiosqlite.Connection, sql: str, args: Iterable[Any] = ()) -> Any:
-        found = list(await conn.execute_fetchall(sql, tuple(args)))  # one hop, see fetchall
+        found = await fetch_all(conn, sql, tuple(args))
         return found[0][0] if found else None
 
     async def _check_version(self) -> int:
@@ -129,21 +186,55 @@ class Database:
         """One transaction: everything inside commits together or not at all."""
         conn = self._writer
         if conn is None:
-            raise StoreError("the store is closed")
+            raise _closed()
         async with self._lock:
-            await conn.execute("BEGIN IMMEDIATE")
+            await _begin(conn)
             try:
                 yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            else:
                 await conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite itself rolls back on a full disk, an I/O error or a busy COMMIT; a
+                # second ROLLBACK would fail and hide why.
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                self._remember(exc)
+                if isinstance(exc, sqlite3.Error) and (trouble := unavailable(exc)):
+                    raise trouble from exc
+                raise
+            self._failure = None
+
+    def _remember(self, exc: BaseException) -> None:
+        """Keep a failure that only a write shows (a full or failing disk) for readiness."""
+        cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+        if isinstance(cause, sqlite3.Error) and _primary(cause) in _ONLY_WRITES_SHOW:
+            trouble = unavailable(cause)
+            assert trouble is not None
+            self._failure = (time.monotonic(), trouble)
+
+    async def probe_write(self) -> None:
+        """StoreUnavailable unless writes work: a write transaction can start now (waiting at
+        most half a second for another process's lock), and the last write did not fail on a
+        full or failing disk in the last FAILURE_MEMORY seconds. Readiness for /readyz."""
+        conn = self._writer
+        if conn is None:
+            raise _closed()
+        async with self._lock:
+            await conn.execute(f"PRAGMA busy_timeout = {PROBE_BUSY_TIMEOUT_MS}")
+            try:
+                await _begin(conn)
+                await conn.execute("ROLLBACK")
+            finally:
+                await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if self._failure is not None:
+            when, trouble = self._failure
+            if time.monotonic() - when < FAILURE_MEMORY:
+                raise StoreUnavailable(trouble.message, cause=trouble.cause, fix=trouble.fix)
+            self._failure = None
 
     @property
     def reader(self) -> aiosqlite.Connection:
         if self._reader is None:
-            raise StoreError("the store is closed")
+            raise _closed()
         return self._reader
 
     async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[aiosqlite.Row]:
@@ -156,17 +247,37 @@ class Database:
     async def scalar(self, sql: str, args: Iterable[Any] = ()) -> Any:
         return await self._scalar(self.reader, sql, args)
 
-    async def ping(self) -> None:
-        """One round trip to the store: liveness for /healthz."""
-        await self._scalar(self.reader, "SELECT 1", ())
-
 
 async def fetch_all(
     conn: aiosqlite.Connection, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()
 ) -> list[aiosqlite.Row]:
     # One hop to the connection's thread instead of three (execute, fetch, close): the hops,
     # not SQLite, dominate small reads such as the heartbeat sweep.
-    return list(await conn.execute_fetchall(sql, args))
+    try:
+        return list(await conn.execute_fetchall(sql, args))
+    except sqlite3.Error as exc:
+        # Read-only here is a write sent to the (query-only) reader, a bug; a read-only file
+        # shows in `write()`, which translates what reaches it from inside the transaction.
+        if _primary(exc) != sqlite3.SQLITE_READONLY and (trouble := unavailable(exc)):
+            raise trouble from exc
+        raise
+
+
+async def _begin(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        if trouble := unavailable(exc):
+            raise trouble from exc
+        raise
+
+
+def _closed() -> StoreUnavailable:
+    return StoreUnavailable(
+        "the store is closed (fleetbot is stopping or starting); retry in a few seconds.",
+        cause="the store is closed",
+        fix="wait for fleetbot to finish starting, or start it again",
+    )
 
 
 async def fetch_one(

@@ -47,6 +47,7 @@ EXAMPLES = int(os.environ.get("FLEETBOT_FUZZ_EXAMPLES", "10"))
 # Every operation the API serves; test_every_operation_is_fuzzed keeps this list honest.
 OPERATIONS = [
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/api/v1/me"),
     ("GET", "/api/v1/inbox"),
