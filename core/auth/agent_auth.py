@@ -109,9 +109,14 @@ class KeyRingFile:
         with this process's older view of the keys.
         """
         with locked(self.path):
-            ring = KeyRing.load(self.path)
-            result = change(ring)
-            self._ring, self._stamp, self.reload_error = ring, self._stat(), None
+            return self.update_held(change)
+
+    def update_held(self, change: Callable[[KeyRing], T]) -> T:
+        """`update` for a caller that already holds the key ring's lock (a rotation holds it
+        from start to end; taking it again here would wait for itself)."""
+        ring = KeyRing.load(self.path)
+        result = change(ring)
+        self._ring, self._stamp, self.reload_error = ring, self._stat(), None
         return result
 
 

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -284,16 +284,39 @@ class KeyRing:
         self.save()
         return new
 
-    def retire_expired(self, now: float) -> list[str]:
-        """Retire verify-only keys past their grace; returns their kids."""
+    def retire_expired(self, now: float, keep: Collection[str] = ()) -> list[str]:
+        """Retire verify-only keys past their grace, except those in `keep`; returns their kids.
+
+        A running fleet retires through `core.auth.retirement.retire_expired`, which first makes
+        sure no token file is still signed by the key.
+        """
         done = []
         for key in list(self._keys.values()):
-            if key.state is KeyState.VERIFY_ONLY and not key.verifies_at(now):
+            if (
+                key.state is KeyState.VERIFY_ONLY
+                and not key.verifies_at(now)
+                and key.kid not in keep
+            ):
                 self._keys[key.kid] = replace(key, state=KeyState.RETIRED)
                 done.append(key.kid)
         if done:
             self.save()
         return done
+
+    def hold(self, kid: str, until: float) -> bool:
+        """Keep the verify-only key `kid` verifying until at least `until`; True if it changed.
+
+        For a key that a token file is still signed by and could not be rewritten with the
+        active key: retiring it would lock that agent out.
+        """
+        key = self._keys.get(kid)
+        if key is None or key.state is not KeyState.VERIFY_ONLY:
+            return False
+        if key.verify_until is not None and key.verify_until >= until:
+            return False
+        self._keys[kid] = replace(key, verify_until=until)
+        self.save()
+        return True
 
 
 def _text(v: object) -> str:

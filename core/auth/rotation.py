@@ -2,6 +2,9 @@
 
 Rotating all keys never causes a 401: the previous key stays verify-only for the grace period,
 so tokens already handed out keep working while every token file is re-issued and verified.
+Rotating all keys survives a kill at any step: it holds the key ring's lock throughout and
+journals itself, and whoever takes the lock next finishes it (core.auth.rotation_journal has
+the steps and the invariant). A key is retired only when no token file is signed by it.
 Rotating one agent bumps its token version, so its old token dies at once and nobody else's.
 File work runs in worker threads, a chunk at a time, so the API keeps answering meanwhile.
 """
@@ -11,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from core.auth import rotation_journal as journal
 from core.auth.agent_auth import FLEET_WIDE, ROTATE_ALL, AgentAuth, fix_for
-from core.auth.keyring import KeyRing, KeyState
-from core.auth.secretfile import fsync_dir
+from core.auth.keyring import Key, KeyRing
+from core.auth.retirement import due_keys, retire_expired
+from core.auth.rotation_journal import Rotation
+from core.auth.secretfile import fsync_dir, locked_async
 from core.auth.tokens import write_token_file
+from core.clock import utc
 from core.errors import TokenInvalid
 from core.models import Agent, AgentStatus, AuthReason
 from core.service import FleetService
@@ -27,6 +34,11 @@ log = logging.getLogger(__name__)
 
 CHUNK = 500  # agents per worker-thread hop: small enough that the loop is never held long
 LOG_LINES = 50  # failing agents listed in the log; `fleetbot check` lists them all
+Step = Callable[[str], None]  # told the name of each step a rotation has just completed
+
+
+def _no_step(name: str) -> None:
+    """Steps are observed only by tests, which kill the process there (a test seam)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +156,9 @@ def _needs_change(agent: Agent, check: AgentCheck) -> bool:
     )
 
 
-def _issue_and_check(auth: AgentAuth, agents: Sequence[Agent]) -> list[AgentCheck]:
+def _issue_and_check(
+    auth: AgentAuth, agents: Sequence[Agent], step: Step = _no_step
+) -> list[AgentCheck]:
     # No fsync per file: one fsync of the folder at the end makes the renames durable, and
     # each file is still replaced atomically (10,000 agents rotate in seconds, not minutes).
     authority, now, ttl = auth.authority, auth.clock.now(), auth.config.token_ttl
@@ -162,24 +176,61 @@ def _issue_and_check(auth: AgentAuth, agents: Sequence[Agent]) -> list[AgentChec
                 AuthReason.MISSING_FILE.value,
                 f"cannot write {auth.token_file(agent.id)} ({exc.strerror or exc})",
             )
+        step(f"token file {agent.id}")
     return [unwritten.get(a.id) or _check(auth, a) for a in agents]
 
 
-async def rotate_all(
-    auth: AgentAuth, service: FleetService, actor: str, *, chunk: int = CHUNK
-) -> AuthReport:
-    """New active key, previous one verify-only for the grace; every token re-issued and
-    verified. Agents that were unauthenticated are idle again and woken at once."""
-    now = service.clock.now()
-    grace, alg = auth.config.rotation_grace, auth.config.algorithm
-    key = auth.keyring.update(lambda ring: ring.rotate(now, grace, alg))
+async def _reissue_all(
+    auth: AgentAuth, service: FleetService, chunk: int, step: Step
+) -> tuple[list[Agent], list[AgentCheck]]:
+    """Every agent's token file re-issued with the active key and made durable."""
     agents = await service.agents()
     checks: list[AgentCheck] = []
     for start in range(0, len(agents), chunk):
         part = agents[start : start + chunk]
-        checks.extend(await asyncio.to_thread(_issue_and_check, auth, part))
+        checks.extend(await asyncio.to_thread(_issue_and_check, auth, part, step))
     if agents:
         await asyncio.to_thread(fsync_dir, auth.token_dir)
+        step("token files durable")
+    return agents, checks
+
+
+async def rotate_all(
+    auth: AgentAuth,
+    service: FleetService,
+    actor: str,
+    *,
+    chunk: int = CHUNK,
+    on_step: Step | None = None,
+) -> AuthReport:
+    """New active key, previous one verify-only for the grace; every token re-issued and
+    verified. Agents that were unauthenticated are idle again and woken at once.
+
+    Holds the key ring's lock throughout, first finishes a rotation it finds interrupted, and
+    journals its own (core.auth.rotation_journal). `on_step` is a test seam: called after each
+    step with its name, so a test can kill the process there; nothing else passes it.
+    """
+    step = on_step or _no_step
+    grace, alg = auth.config.rotation_grace, auth.config.algorithm
+    path = auth.keyring.path
+    async with locked_async(path):
+        await _recover_held(auth, service, chunk, step)
+        now = service.clock.now()
+
+        def begin(ring: KeyRing) -> Key:
+            journal.begin(path, Rotation(ring.active.kid, now, actor))
+            step("journal written")
+            try:
+                return ring.rotate(now, grace, alg)
+            except BaseException:
+                journal.clear(path)  # refused before the key ring was written: nothing to finish
+                raise
+
+        key = auth.keyring.update_held(begin)
+        step("key ring saved")
+        agents, checks = await _reissue_all(auth, service, chunk, step)
+        journal.clear(path)
+        step("journal removed")
     report = AuthReport(checks, key.kid)
     await service.audit(
         actor,
@@ -193,6 +244,64 @@ async def rotate_all(
     return report
 
 
+async def recover(
+    auth: AgentAuth, service: FleetService, *, chunk: int = CHUNK, on_step: Step | None = None
+) -> AuthReport | None:
+    """Finish a rotate-all that was killed (or failed) half-way: completed when its new key
+    was saved (every token re-issued with it), rolled back when it was not. The report of the
+    re-issued tokens, or None when there was nothing to re-issue. Statuses are the caller's
+    to record (a self-test follows). One stat when there is no journal."""
+    if not journal.pending(auth.keyring.path):
+        return None
+    async with locked_async(auth.keyring.path):
+        return await _recover_held(auth, service, chunk, on_step or _no_step)
+
+
+async def _recover_held(
+    auth: AgentAuth, service: FleetService, chunk: int, step: Step
+) -> AuthReport | None:
+    path = auth.keyring.path
+    entry = journal.read(path)
+    if entry is None:
+        return None
+    # Under the lock, a journal belongs to a rotation whose process is gone: nobody else is
+    # writing the key ring or the token files now.
+    active = auth.keyring.update_held(lambda ring: ring.active)  # fresh from disk
+    began = f"started {_when(entry.started_at)} by {entry.actor}"
+    if entry.old_kid == active.kid:
+        journal.clear(path)
+        step("journal removed")
+        log.warning(
+            "an interrupted key rotation (%s) had not saved its new key: nothing changed, "
+            "key %s stays active",
+            began,
+            active.kid,
+        )
+        return None
+    _, checks = await _reissue_all(auth, service, chunk, step)
+    journal.clear(path)
+    step("journal removed")
+    report = AuthReport(checks, active.kid)
+    await service.audit(
+        "fleetbot",
+        "tokens.rotate_all.completed",
+        active.kid,
+        {"started": began, "summary": report.summary(), "failing": report.by_reason()},
+        "ok" if report.ok else "partial",
+    )
+    log.warning(
+        "completed an interrupted key rotation to key %s (%s): every token file re-issued, %s",
+        active.kid,
+        began,
+        report.summary(),
+    )
+    return report
+
+
+def _when(ts: float) -> str:
+    return utc(ts).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "at an unknown time"
+
+
 async def rotate_agent(
     auth: AgentAuth, service: FleetService, agent_id: str, actor: str
 ) -> AgentCheck:
@@ -204,7 +313,10 @@ async def rotate_agent(
         await agent_store.revoke_tokens(conn, agent.id)
         await audit.record(conn, now, actor, "tokens.rotate", agent.id)
     agent = await service.agent(agent.id)
-    check = (await asyncio.to_thread(_issue_and_check, auth, [agent]))[0]
+    # Under the key ring's lock: a retirement re-signing token files must not put this
+    # agent's previous (now revoked) token back over the new one.
+    async with locked_async(auth.keyring.path):
+        check = (await asyncio.to_thread(_issue_and_check, auth, [agent]))[0]
     await record(service, [agent], AuthReport([check], auth.keyring.ring.active.kid))
     return check
 
@@ -224,21 +336,11 @@ async def issue_missing(auth: AgentAuth, agents: Sequence[Agent]) -> list[str]:
     return await asyncio.to_thread(_issue_missing, auth, agents)
 
 
-def expired_keys(ring: KeyRing, now: float) -> list[str]:
-    return [k.kid for k in ring.keys if k.state is KeyState.VERIFY_ONLY and not k.verifies_at(now)]
-
-
-def retire_expired(auth: AgentAuth, now: float) -> list[str]:
-    """Retire verify-only keys past their grace. Locks and writes only when there is one."""
-    if not expired_keys(auth.keyring.ring, now):
-        return []
-    return auth.keyring.update(lambda ring: ring.retire_expired(now))
-
-
 class AuthWatch:
-    """The fleet's standing auth checks: the self-test at startup, and a scheduled job that
-    retires keys past their grace and re-tests every agent when the key ring changed (a
-    rotation by `fleetbot tokens rotate` in another process, or a hand-edited file)."""
+    """The fleet's standing auth checks: at startup, finishing a rotation a crash interrupted
+    and the self-test; every minute, the same recovery, moving token files off keys whose grace
+    is ending and retiring those keys, and a re-test of every agent when the key ring changed
+    (a rotation by `fleetbot tokens rotate` in another process, or a hand-edited file)."""
 
     INTERVAL = 60.0  # seconds between scheduled checks
 
@@ -249,7 +351,9 @@ class AuthWatch:
         self._tested_kid = ""
 
     async def startup(self) -> AuthReport:
-        """Issue tokens to agents new in the config, then self-test the whole fleet."""
+        """Finish a rotation a crash interrupted, issue tokens to agents new in the config,
+        then self-test the whole fleet."""
+        await recover(self.auth, self.service)
         written = await issue_missing(self.auth, await self.service.agents())
         if written:
             log.info("issued token files for %d new agent(s): %s", len(written), ", ".join(written))
@@ -271,10 +375,18 @@ class AuthWatch:
         return report
 
     async def tick(self) -> None:
-        retired = retire_expired(self.auth, self.service.clock.now())
+        # A rotation killed in another process (or in this one) is finished here, within a
+        # minute, long before the previous key's grace ends.
+        recovered = await recover(self.auth, self.service)
+        now = self.service.clock.now()
+        retired: list[str] = []
+        if due_keys(self.auth.keyring.ring, now):  # the file work only when a grace is ending
+            retired = await asyncio.to_thread(retire_expired, self.auth, now)
         if retired:
             log.info("retired key(s) past their rotation grace: %s", ", ".join(retired))
             # A token still signed by a retired key fails from now on: say so at once.
             await self.self_test("keys retired")
+        elif recovered is not None:
+            await self.self_test("interrupted rotation completed")
         elif self.auth.keyring.ring.active.kid != self._tested_kid:
             await self.self_test("key ring changed")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 
@@ -56,18 +57,42 @@ def loose_permissions(path: Path) -> bool:
     return bool(mode & 0o077)
 
 
+def _open_lock(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock beside `path` (`.<name>.lock`) for a read-modify-write.
 
     Two processes rotating the same key ring (`fleetbot tokens rotate` in a shell while
     `fleetbot run` retires keys on its schedule) would otherwise each write their own copy
-    and one change would be lost.
+    and one change would be lost. The lock is the kernel's (flock): it dies with its process.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.asynccontextmanager
+async def locked_async(path: Path, *, poll: float = 0.05) -> AsyncIterator[None]:
+    """`locked` for a coroutine that holds the lock across awaits (a whole rotation).
+
+    Waits without blocking the event loop (a scheduled job in this very process may hold the
+    lock meanwhile) and without a thread that could outlive a cancellation.
+    """
+    fd = _open_lock(path)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(poll)
+        yield
+    finally:
+        os.close(fd)

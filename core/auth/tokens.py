@@ -7,13 +7,14 @@ see core.auth.agent_auth.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
 
-from core.auth.keyring import Key, KeyRing
+from core.auth.keyring import Key, KeyRing, KeyState
 from core.auth.secretfile import write_secret
 from core.errors import TokenInvalid
 from core.models import Agent, AuthReason
@@ -141,6 +142,47 @@ class TokenAuthority:
             self._verified.pop(next(iter(self._verified)))  # the oldest entry
         self._verified[token] = (claims, key)
         return claims
+
+    def resign(self, token: str, kids: Collection[str]) -> tuple[str, str] | None:
+        """`token` signed again by the active key, its claims unchanged, when its header names
+        one of `kids` and it carries that key's valid signature: (that kid, the new token).
+        None for anything else: not a JWT, a forged or foreign signature, another key.
+
+        Times and claims are not checked, on purpose: the new token grants exactly what the
+        old one did (an expired or revoked token stays so), only under a key that goes on
+        verifying. The old key's grace does not matter; a retired key re-signs nothing.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            return None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or kid not in kids:
+            return None
+        key, active = self.keyring.get(kid), self.keyring.active
+        if key is None or key is active or key.state is KeyState.RETIRED:
+            return None
+        if header.get("alg") != key.alg:
+            return None
+        try:
+            claims = jwt.decode(
+                token,
+                key.verifying_key(),
+                algorithms=[key.alg],
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            return None
+        new = jwt.encode(
+            claims, active.signing_key(), algorithm=active.alg, headers={"kid": active.kid}
+        )
+        return kid, new
 
 
 def _unknown_key(kid: str, key: Key | None) -> TokenInvalid:

@@ -207,6 +207,35 @@ def test_unknown_key(authority: TokenAuthority, ring: KeyRing, tmp_path: Path) -
     assert _code(authority, old_token, NOW + 20) == "unknown_key"  # retired: never again
 
 
+def test_resign_moves_a_token_onto_the_active_key_and_changes_nothing_else(
+    authority: TokenAuthority, ring: KeyRing
+) -> None:
+    """What the retirement check does to a token file still signed by a key whose grace is
+    ending: the same claims under the active key, and nothing for a token that key never
+    signed."""
+    old = ring.active
+    token = authority.issue(_agent(token_version=3), NOW, 30 * DAY)
+    expired = authority.issue(_agent(), NOW - 2 * DAY, DAY)
+    forged = _forge(_parts(token)[0], _parts(token)[1], b"w" * 32)
+    ring.rotate(NOW + 10, grace=600)
+    on_active = authority.issue(_agent(), NOW + 10, DAY)
+    assert authority.resign(on_active, {old.kid, ring.active.kid}) is None  # already there
+    assert authority.resign(token, {"some-other-kid"}) is None
+    assert authority.resign(forged, {old.kid}) is None  # never launders a forged signature
+    assert authority.resign("not-a-jwt", {old.kid}) is None
+
+    kid, moved = authority.resign(token, {old.kid}) or ("", "")
+    assert kid == old.kid
+    assert _parts(moved)[0] == {"alg": "HS256", "typ": "JWT", "kid": ring.active.kid}
+    assert _parts(moved)[1] == _parts(token)[1]
+    assert authority.verify(moved, NOW + 700).tv == 3  # past the old key's grace
+    _, still_expired = authority.resign(expired, {old.kid}) or ("", "")
+    assert _code(authority, still_expired) == "expired"  # grants no more than before
+
+    ring.retire_expired(NOW + 610)
+    assert authority.resign(token, {old.kid}) is None  # a retired key re-signs nothing
+
+
 def test_expired(authority: TokenAuthority) -> None:
     token = authority.issue(_agent(), NOW, 3600)
     assert authority.verify(token, NOW + 3600 + LEEWAY).sub == "ripley"  # clock skew allowed
