@@ -3,8 +3,8 @@
 Short and imperative, because it reaches the model as the user's turn: what to work on, how to
 report, and a token that is valid for this run only, so an agent on another host or in a
 container can call back and no agent ever learns where long-lived tokens live. It names no
-model: the runtime decides which model runs the turn. The protocol itself is in the agent
-skill (`fleetbot agent skill`); the message carries only what this run needs.
+model: the runtime decides which model runs the turn. The token appears once, in the one
+command the agent must run; everything else about the API the agent can ask the API.
 """
 
 from __future__ import annotations
@@ -39,15 +39,13 @@ def wake_message(job: Dispatch) -> str:
             f"{job.issue_id}: {issue.get('title', '(untitled)')}",
             body,
             "",
-            f"fleetbot API {api}, header `Authorization: Bearer {job.token}` (valid for this "
-            "run only). When you are done, call:",
-            f"curl -s -X POST {api}/runs/{job.run_id}/finish -H 'Authorization: Bearer "
-            f"{job.token}' -H 'Content-Type: application/json' -d "
-            """'{"outcome":"done","summary":"<what you did, in one or two sentences>"}'""",
-            'Use "blocked" (you need something) or "failed" (it cannot be done) instead of '
-            '"done" when that is the truth. If you cannot reach the API, end your turn with the '
-            "summary as your reply: fleetbot records it and sends the work to review.",
-            f"Stop within {job.max_turns} turns. With the fleetbot CLI installed, "
-            "`fleetbot agent skill` shows the whole protocol.",
+            "When you are done, report it (the token is valid for this run only; use it as "
+            f"`Authorization: Bearer …` for any other call to {api}):",
+            f"curl -s -X POST {api}/runs/{job.run_id}/finish -H 'Content-Type: application/json'"
+            f" -H 'Authorization: Bearer {job.token}' -d "
+            """'{"outcome":"done","summary":"<what you did, in a sentence or two>"}'""",
+            'Say "blocked" (you need something) or "failed" (it cannot be done) when that is '
+            "true. If you cannot reach the API, end your turn with that summary as your reply.",
+            f"Stop within {job.max_turns} turns.",
         ]
     )
