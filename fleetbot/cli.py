@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import sys
@@ -13,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import TextIO, cast
 
 from core import (
     AgentAuth,
@@ -23,6 +27,7 @@ from core import (
     FleetService,
     KeyRing,
     KeyRingFile,
+    RuntimeReport,
     SystemClock,
     check_single_source,
     load_config,
@@ -66,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The operations desk for a team of AI agents, run from a phone.",
     )
     parser.add_argument("--version", action="version", version=f"fleetbot {version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = _Commands(parser.add_subparsers(dest="command", metavar="COMMAND"))
     sub.required = True
 
     p = sub.add_parser("init", help="write config.yaml, the key ring and a token per agent")
@@ -84,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbose(p)
 
     p = sub.add_parser("tokens", help="rotate or verify agent tokens")
-    tsub = p.add_subparsers(dest="tokens_command", metavar="ACTION")
+    tsub = _Commands(p.add_subparsers(dest="tokens_command", metavar="ACTION"))
     tsub.required = True
     r = tsub.add_parser("rotate", help="new signing key and tokens for all (or one) agent")
     _add_config(r)
@@ -101,7 +106,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Commands:
+    """A subparsers action whose commands' `--help` starts with what the command does: the
+    same sentence as its line in the parent's list (argparse leaves it out otherwise)."""
+
+    def __init__(self, action: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        self._action = action
+
+    @property
+    def required(self) -> bool:
+        return self._action.required
+
+    @required.setter
+    def required(self, value: bool) -> None:
+        self._action.required = value
+
+    def add_parser(self, name: str, *, help: str) -> argparse.ArgumentParser:
+        about = help[0].upper() + help[1:] + "."
+        return self._action.add_parser(name, help=help, description=about)
+
+
+# Core errors end with the chat command that helps ("; /agents lists them"); at the terminal
+# the CLI names its own command instead, or nothing when the chat's has no CLI twin.
+_CHAT_HINT = re.compile(r";\s*/(\w+)\b[^;]*$")
+_CLI_TWIN = {"agents": "`fleetbot check -v` lists them", "authcheck": "`fleetbot tokens verify`"}
+
+
+def cli_message(message: str) -> str:
+    """`message` with a trailing chat-command hint swapped for the CLI's own (or dropped)."""
+    found = _CHAT_HINT.search(message)
+    if found is None:
+        return message
+    twin = _CLI_TWIN.get(found[1])
+    return message[: found.start()] + (f"; {twin}" if twin else "")
+
+
+class _Stdout(io.TextIOBase):
+    """Standard output that outlives its reader: when the pipe closes (`fleetbot init |
+    head -1`) the rest of the report goes to /dev/null and the command finishes its work,
+    instead of stopping half done with a BrokenPipeError traceback."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        # Also quiets the flush Python does at exit, which would print the error again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `fleetbot` command: its exit status."""
+    stdout = sys.stdout
+    sys.stdout = cast(TextIO, _Stdout(stdout))
+    try:
+        status = _main(argv)
+        sys.stdout.flush()
+        return status
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     from bot import logs
 
     args = build_parser().parse_args(argv)
@@ -131,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             db = Path(args.db).resolve() if args.db else None
             return asyncio.run(run_demo(db_path=db))
     except FleetbotError as exc:
-        print(f"fleetbot: {exc.message}", file=sys.stderr)
+        print(f"fleetbot: {cli_message(exc.message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -174,12 +254,47 @@ def cmd_init(folder: Path, *, force: bool, env: Mapping[str, str]) -> int:
         print(f"wrote {config.auth.keyring} (mode 0600)")
     config.auth.token_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ok = asyncio.run(_init_tokens(config, env))
-    print(
-        "\nNext: put your Telegram user id in telegram.owners, export "
-        f"{config.telegram.token_env}=<token from @BotFather>, then `fleetbot check` and "
-        "`fleetbot run`. No token yet? Try `fleetbot demo`."
-    )
+    print(next_steps(target, config))
     return 0 if ok else 1
+
+
+def _program() -> str:
+    """How to call fleetbot again from this shell: `fleetbot` when that is on PATH and is this
+    program, else the path it was started by (`.venv/bin/fleetbot` before activating)."""
+    started = Path(sys.argv[0])
+    if started.name != "fleetbot":
+        return "fleetbot"
+    on_path = shutil.which("fleetbot")
+    if on_path is not None and Path(on_path).resolve() == started.resolve():
+        return "fleetbot"
+    return shlex.quote(str(started))
+
+
+def next_steps(target: Path, config: Config) -> str:
+    """What to type after `fleetbot init`, each line working as copied into this shell."""
+    prog, cfg = _program(), shlex.quote(str(target))
+    tg = config.telegram
+    if tg.token_file is not None:
+        token = [f"  put the token from @BotFather in {tg.token_file}"]
+    else:
+        var = tg.token_env
+        # `read` keeps the token off the screen and out of the shell's history.
+        token = [
+            f"  read -rs {var} && export {var}",
+            "(the first line waits for the bot token from @BotFather: paste it, press Enter)",
+        ]
+    return "\n".join(
+        [
+            "",
+            "Next, in this shell:",
+            token[0],
+            f"  {prog} check -c {cfg}",
+            f"  {prog} run -c {cfg}",
+            *token[1:],
+            f"Then send /whoami to your bot, put the id it answers under telegram.owners in "
+            f"{target} and start `{prog} run -c {cfg}` again. No token yet? Try `{prog} demo`.",
+        ]
+    )
 
 
 @asynccontextmanager
@@ -217,7 +332,7 @@ async def cmd_check(
 ) -> int:
     """Config, key ring, every agent's token file and (unless `runtimes` is off, as for
     `tokens verify`) every agent's runtime; exit 0 only if every agent passes."""
-    from core import RuntimeReport, self_test_async, self_test_runtimes
+    from core import self_test_async, self_test_runtimes
 
     count = sum(len(c.agents) for c in config.companies)
     print(f"config ok: {len(config.companies)} companies, {count} agents")
@@ -243,7 +358,47 @@ async def cmd_check(
         reached = await self_test_runtimes(service, env, agents) if runtimes else RuntimeReport()
     if runtimes:
         print("\n".join(reached.lines(verbose=verbose)))
+        for warning in check_warnings(config, env):
+            print(f"warning: {warning}")
     return 0 if report.ok and reached.ok else 1
+
+
+def check_warnings(config: Config, env: Mapping[str, str]) -> list[str]:
+    """What `fleetbot check` passes but `fleetbot run` would trip over: a bot nobody may use,
+    a missing bot token, agents whose runtime lacks its secret. Warnings, not failures: the
+    exit status stays the checks' own."""
+    tg = config.telegram
+    out = []
+    if not tg.owners and not tg.operators:
+        who = "only viewers can read" if tg.viewers else "nobody can use it"
+        out.append(
+            f"telegram.owners and telegram.operators are empty, so the bot answers but "
+            f"{who}; run it, send it /whoami and put the id it answers under telegram.owners"
+        )
+    if tg.token_ref().resolve(env) is None:
+        where = tg.token_ref().describe()
+        out.append(
+            f"no Telegram bot token in {where}; `fleetbot run` needs it (get one from "
+            "@BotFather), `fleetbot run --no-bot` does not"
+        )
+    missing: dict[str, list[str]] = {}
+    for company in config.companies:
+        for agent in company.agents:
+            runtime = agent.runtime
+            refs = list(runtime.secret_headers.values()) if runtime.kind == "http" else []
+            if runtime.kind == "openclaw":
+                refs.append(runtime.token_ref())
+            for ref in refs:
+                if ref.resolve(env) is None:
+                    missing.setdefault(ref.describe(), []).append(agent.id)
+    for where, agents in missing.items():
+        noun = "agent" if len(agents) == 1 else "agents"
+        out.append(
+            f"{where} is not set, and the runtime of {noun} {', '.join(agents)} needs it "
+            "(runtime_secret_missing): no run can reach them until it is set where "
+            "`fleetbot run` runs"
+        )
+    return out
 
 
 def _when(ts: float) -> str:

@@ -37,11 +37,14 @@ OWNER_ID = 1001
 ALIENS_CHAT = -1001000000101
 MATRIX_CHAT = -1001000000102
 
+# Every command here must work as written in the demo fleet (tests/fleetbot/test_demo.py): both
+# companies have a cto, so a role needs its @company.
 INTRO = """\
 fleetbot demo — you are the owner. The fleet below is simulated; the bot, the core and the API
 are real. Alerts arrive on their own within a few minutes. Try:
-  /status   /agents   /agent bishop   /issues   /alerts   /issue cto Fix the login page
-  /issue (guided)   /authcheck   /rotate all   /costs   /digest   /help
+  /status   /agents   /agent bishop   /issues   /alerts
+  /issue cto@aliens Fix the login page   /issue (guided)   /authcheck   /rotate all
+  /costs   /digest   /help
 Type a number to press that button. quit (or Ctrl-D) leaves.
 """
 

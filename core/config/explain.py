@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from core.config.schema import (
+    PATTERN_WORDS,
     Config,
     HttpRuntime,
     OpenClawRuntime,
@@ -61,8 +63,30 @@ def _fix_hint(err: Any, allowed: list[str]) -> str:
         return "this key is required"
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         return "set runtime.kind to one of: http, openclaw, process, simulated"
+    if kind == "string_pattern_mismatch":
+        return _pattern_hint(err)
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
+
+
+def _pattern_hint(err: Any) -> str:
+    """The pattern in words, what was written, and (for an id) a value that would do."""
+    pattern = str(err.get("ctx", {}).get("pattern", ""))
+    words = PATTERN_WORDS.get(pattern)
+    if words is None:
+        return str(err["msg"])
+    loc, got = err["loc"], err.get("input")
+    if words.startswith("ids "):
+        words = ("agent " if "agents" in loc else "company ") + words
+    hint = f"{words}; got {got!r}"
+    if isinstance(got, str):
+        # A near miss ("Ripley", "ops team") usually has one obvious spelling that works.
+        fixed = re.sub(r"[^a-z0-9_.-]+", "-", got.strip().lower()).strip("-_.")[:64]
+        if loc and loc[-1] == "prefix":
+            fixed = re.sub(r"[^A-Z0-9]", "", got.upper()).lstrip("0123456789")[:8]
+        if fixed and fixed != got and re.fullmatch(pattern, fixed):
+            hint += f", e.g. {fixed!r}"
+    return hint
 
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:

@@ -31,7 +31,7 @@ class CompanyActivity:
     blocked: list[Issue] = field(default_factory=list)  # blocked now
     runs: dict[str, int] = field(default_factory=dict)  # run status -> runs started in window
     cost: float = 0.0
-    saved_calls: int = 0  # empty heartbeats since the window's first day
+    saved_calls: int = 0  # heartbeats that woke no model, since the window's first day
     attention: list[Agent] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)  # newest first
 

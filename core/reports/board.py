@@ -18,7 +18,7 @@ class CompanyBoard:
     llm_calls: int = 0  # runs started this month: each woke a model
     tokens: int = 0
     cost: float = 0.0
-    saved_calls: int = 0  # heartbeats this month that found no work and woke nothing
+    saved_calls: int = 0  # LLM calls saved this month: heartbeats that woke no model
 
     @property
     def open_issues(self) -> int:

@@ -12,6 +12,11 @@ from core.models import HeartbeatOutcome, Issue
 from core.store import rows
 from core.store.db import fetch_all
 
+# An LLM call saved: a heartbeat that woke no model (no work, or a paused, erroring,
+# unauthenticated or busy agent skipped). The one definition /status, /costs and the digest
+# count by.
+_SAVED = f"outcome != '{HeartbeatOutcome.DISPATCHED.value}'"
+
 
 async def agents_by_status(conn: aiosqlite.Connection) -> list[tuple[str, str, int]]:
     """(company id, agent status, agents)."""
@@ -45,24 +50,24 @@ async def company_runs(
 
 
 async def company_saved_calls(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
-    """company id -> heartbeats that found no work, from the day of `since` on (the
-    per-company totals)."""
+    """company id -> LLM calls saved (heartbeats that woke no model), from the day of `since`
+    on (the per-company totals)."""
     found = await fetch_all(
         conn,
         "SELECT company_id, sum(count) FROM company_heartbeats "
-        "WHERE outcome = 'no_work' AND day >= ? GROUP BY company_id",
+        f"WHERE {_SAVED} AND day >= ? GROUP BY company_id",
         (day_key(since),),
     )
     return {r[0]: r[1] for r in found}
 
 
 async def saved_calls_by_agent_company(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
-    """company id -> heartbeats that found no work, from the day of `since` on, counted over
-    the companies' current agents."""
+    """company id -> LLM calls saved (heartbeats that woke no model), from the day of `since`
+    on, counted over the companies' current agents."""
     found = await fetch_all(
         conn,
         "SELECT a.company_id, sum(h.count) FROM heartbeats h JOIN agents a ON a.id = h.agent_id "
-        "WHERE h.day >= ? AND h.outcome = 'no_work' GROUP BY a.company_id",
+        f"WHERE h.day >= ? AND h.{_SAVED} GROUP BY a.company_id",
         (day_key(since),),
     )
     return {r[0]: r[1] for r in found}
@@ -153,8 +158,8 @@ async def agent_skipped_beats(
     found = await fetch_all(
         conn,
         "SELECT h.agent_id, a.company_id, h.outcome, sum(h.count) FROM heartbeats h "
-        "JOIN agents a ON a.id = h.agent_id WHERE h.day >= ? AND h.day < ? AND h.outcome != ?"
+        f"JOIN agents a ON a.id = h.agent_id WHERE h.day >= ? AND h.day < ? AND h.{_SAVED}"
         f"{where} GROUP BY h.agent_id, h.outcome",
-        (day_key(start), day_key(end), HeartbeatOutcome.DISPATCHED.value, *args),
+        (day_key(start), day_key(end), *args),
     )
     return [(r[0], r[1], r[2], int(r[3])) for r in found]

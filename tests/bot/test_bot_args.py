@@ -143,3 +143,9 @@ def test_word_helpers() -> None:
         args.two_words("a", "issue", "assignee")
     with pytest.raises(UsageError, match="no arguments"):
         args.no_args("x")
+
+
+def test_a_mute_needs_a_unit() -> None:
+    with pytest.raises(UsageError, match="not a duration"):
+        args.parse_mute("12 90")
+    assert args.parse_mute("12 90s").seconds == 90

@@ -24,6 +24,7 @@ from core.models import Agent, AgentStatus
 from fleetbot.cli import main
 
 CONFIG = {
+    "telegram": {"owners": [1001]},  # someone can use the bot: `check` warns of nothing
     "storage": {"path": "fleet.db"},
     "api": {"listen": "127.0.0.1:0"},
     "defaults": {"wake_on_assign": False},
@@ -52,6 +53,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     for name in list(os.environ):
         if name.startswith("FLEETBOT_") or "JWT" in name:
             monkeypatch.delenv(name)
+    monkeypatch.setenv("FLEETBOT_TELEGRAM_TOKEN", "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     root = logging.getLogger()

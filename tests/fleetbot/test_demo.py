@@ -8,7 +8,8 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fleetbot.demo import run_demo
+from fleetbot.demo import INTRO, OWNER_ID, run_demo
+from offline_botapi.server import OfflineBotAPI
 
 
 async def test_demo_answers_commands_and_buttons(tmp_path: Path) -> None:
@@ -36,3 +37,37 @@ async def test_demo_answers_commands_and_buttons(tmp_path: Path) -> None:
     assert "never-sent" not in text
     assert (tmp_path / "demo.log").exists()
     assert (tmp_path / "demo.db").exists()
+
+
+def suggested_commands() -> list[str]:
+    """The commands the demo's welcome text and the README's demo section suggest, as a user
+    would type them."""
+    found = []
+    for line in INTRO.splitlines():
+        if line.startswith("  /"):
+            found.extend(re.split(r"\s{2,}", line.strip()))
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### What the demo shows", 1)[1].split("\n## ", 1)[0]
+    found.extend(re.findall(r"`(/[^`|]+)`", section))
+    return list(dict.fromkeys(c.removesuffix(" (guided)") for c in found))
+
+
+async def test_the_suggested_commands_work_as_written(tmp_path: Path) -> None:
+    commands = suggested_commands()
+    assert "/issue cto@aliens Fix the login page" in commands and "/agent ash" in commands
+    api = OfflineBotAPI(bot_username="fleetbot_demo_bot")
+
+    async def script() -> AsyncIterator[str]:
+        for command in commands:
+            yield f"{command}\n"
+            if command == "/issue":  # the guided form waits for an answer
+                yield "/cancel\n"
+        yield "quit\n"
+
+    out = io.StringIO()
+    assert await run_demo(tmp_path / "demo.db", lines=script(), out=out, api=api) == 0
+    # Every refusal (bad arguments, an ambiguous role, an unknown agent) starts with ⚠️;
+    # alerts carry their kind's icon instead.
+    refused = [m["text"] for m in api.messages(OWNER_ID) if m.get("text", "").startswith("⚠️")]
+    assert refused == [], out.getvalue()
+    assert "Filed ALI-" in out.getvalue()

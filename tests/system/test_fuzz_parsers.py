@@ -11,6 +11,7 @@ nested, and with anchors and aliases (alias bombs, an alias inside its own ancho
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,10 @@ def test_a_duration_is_finite_seconds_or_says_what_to_write(value: Any) -> None:
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
-        assert USAGE in str(exc)
+        assert USAGE in str(exc) or re.search(r"(\S+) has no unit: write \1s, \1m or \1h", str(exc))
     else:
         assert isinstance(seconds, float) and 0 <= seconds < math.inf
+        assert seconds == 0 or not re.fullmatch(r"\s*[\d.]+\s*", str(value)), "a unit is needed"
 
 
 @FAST

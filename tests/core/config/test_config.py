@@ -89,7 +89,7 @@ def test_unknown_key_suggests_the_right_one(data: Any, where: str, suggestion: s
         ({"api": {"listen": "8080"}}, "api.listen", "host:port"),
         ({"telegram": {"digest_at": "9am"}}, "telegram.digest_at", "HH:MM"),
         ({"telegram": {"mode": "push"}}, "telegram.mode", "'polling' or 'webhook'"),
-        (with_agent(id="Ripley!"), "agents[0] (id: Ripley!).id", "pattern"),
+        (with_agent(id="Ripley!"), "agents[0] (id: Ripley!).id", "agent ids are"),
     ],
 )
 def test_wrong_types_name_the_key(data: Any, where: str, problem: str) -> None:
@@ -123,7 +123,7 @@ def test_openclaw_needs_exactly_one_token_source() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("4h", 14_400), ("30d", 2_592_000), ("1h30m", 5_400), (90, 90), ("2.5m", 150)],
+    [("30s", 30), ("4h", 14_400), ("30d", 2_592_000), ("1h30m", 5_400), ("90s", 90), ("2.5m", 150)],
 )
 def test_durations_are_human(text: Any, seconds: float) -> None:
     config = parse_config(
@@ -138,6 +138,76 @@ def test_bad_durations_say_what_to_write(value: Any) -> None:
     message = error_of({"defaults": {"heartbeat": value}})
     assert "defaults.heartbeat: " in message
     assert "a duration like 30s, 15m, 4h, 1h30m or 30d" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "written"),
+    [
+        ("run_timeout", 30, "30"),
+        ("run_timeout", "30", "30"),
+        ("heartbeat", 3600, "3600"),
+        ("heartbeat", 1.5, "1.5"),
+        ("retry_backoff", " 60 ", "60"),
+    ],
+)
+def test_a_duration_without_a_unit_is_refused_with_the_fix(
+    key: str, value: Any, written: str
+) -> None:
+    message = error_of({"defaults": {key: value}})
+    assert f"defaults.{key}: {written} has no unit: write {written}s, {written}m or {written}h" in (
+        message
+    )
+
+
+def test_a_bare_zero_is_still_zero() -> None:
+    config = parse_config(
+        {
+            "auth": {"run_token_ttl": 0},
+            "companies": [company(agents=[agent(runtime={"kind": "simulated", "latency": 0})])],
+        },
+        "fleet.yaml",
+    )
+    assert config.auth.run_token_ttl == 0
+    assert config.companies[0].agents[0].runtime.latency == 0  # type: ignore[union-attr]
+
+
+def test_a_unitless_env_override_is_refused_too() -> None:
+    message = error_of({}, {"FLEETBOT_DEFAULTS__HEARTBEAT": "3600"})
+    assert "defaults.heartbeat: 3600 has no unit: write 3600s, 3600m or 3600h" in message
+
+
+def test_every_default_validates_as_it_is_written_out() -> None:
+    """Defaults are numbers in the schema; written out as JSON (as a runtime is stored, see
+    core.store.sync) they carry units and read back to the same config."""
+    runtimes = [
+        {"kind": "http", "url": "http://x"},
+        {"kind": "openclaw", "url": "ws://x", "token_env": "T"},
+        {"kind": "process", "command": ["true"]},
+        {"kind": "simulated"},
+    ]
+    data = {
+        "companies": [
+            company(agents=[agent(id=f"a{i}", runtime=r) for i, r in enumerate(runtimes)])
+        ]
+    }
+    config = parse_config(data, "fleet.yaml")
+    again = Config.model_validate_json(config.model_dump_json())
+    assert again == config
+
+
+def test_ids_and_prefixes_are_explained_in_words() -> None:
+    message = error_of(
+        {"companies": [company(id="Aliens", prefix="al-1", agents=[agent(id="Ripley!")])]}
+    )
+    assert "String should match pattern" not in message and "^[" not in message
+    assert (
+        "companies[0] (id: Aliens).id: company ids are 1–64 lowercase letters, digits, dots, "
+        "underscores and dashes, starting with a letter or a digit; got 'Aliens', e.g. 'aliens'"
+    ) in message
+    assert "prefix: a prefix is 1–8 capital letters and digits, starting with a letter" in message
+    assert "e.g. 'AL1'" in message
+    assert "(id: Ripley!).id: agent ids are 1–64 lowercase letters" in message
+    assert "e.g. 'ripley'" in message
 
 
 # -- whole-config checks -----------------------------------------------------------------------

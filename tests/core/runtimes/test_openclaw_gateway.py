@@ -192,7 +192,7 @@ async def test_a_missing_token_is_named_before_anything_is_sent() -> None:
 
 
 async def test_a_closed_port_is_unreachable_within_the_runtime_timeout() -> None:
-    cfg = OpenClawRuntime(kind="openclaw", url="ws://127.0.0.1:9", token_env="T", timeout=1)
+    cfg = OpenClawRuntime(kind="openclaw", url="ws://127.0.0.1:9", token_env="T", timeout="1s")
     async with OpenClawGatewayRuntime(cfg, {"T": "x"}) as runtime:
         started = time.monotonic()
         with pytest.raises(AgentFailure) as failed:

@@ -166,7 +166,7 @@ async def test_a_late_answer_is_waited_for_not_retried(
 ) -> None:
     """The answer comes after `timeout` (the turn takes that long): one request, one turn."""
     gateway.turn_seconds = 0.2
-    async with OpenClawHooksRuntime(hooks_config(loopback.url, timeout=0.05), ENV) as rt:
+    async with OpenClawHooksRuntime(hooks_config(loopback.url, timeout="50ms"), ENV) as rt:
         result = await rt.dispatch(job(deadline_in=5))
     assert result.finished and result.external_id == "oc-run-1"
     assert len(loopback.seen) == 1 and len(gateway.turns) == 1

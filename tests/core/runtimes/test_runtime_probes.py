@@ -65,7 +65,7 @@ async def test_http_silence_within_the_timeout_is_unreachable() -> None:
         await asyncio.sleep(10)
         return httpx.Response(204)
 
-    cfg = HttpRuntime(kind="http", url="http://agent.test/wake", timeout=0.1)
+    cfg = HttpRuntime(kind="http", url="http://agent.test/wake", timeout="100ms")
     async with HttpAgentRuntime(cfg, {}, transport=httpx.MockTransport(stall)) as rt:
         probe = await rt.probe("dev-1")
     assert (probe.ok, probe.code) == (False, "runtime_unreachable")

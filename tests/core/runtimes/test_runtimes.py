@@ -279,7 +279,7 @@ async def test_http_timeout_is_capped_by_the_deadline() -> None:
         await asyncio.sleep(10)
         return httpx.Response(204)
 
-    async with HttpAgentRuntime(http_config(timeout=30), {}, transport=mock(stall)) as rt:
+    async with HttpAgentRuntime(http_config(timeout="30s"), {}, transport=mock(stall)) as rt:
         started = time.monotonic()
         with pytest.raises(AgentTimeout, match=r"within 0\.[0-9] s"):
             await rt.dispatch(make_job(deadline_in=0.3))
@@ -413,7 +413,7 @@ async def test_process_sigterm_ignored_means_sigkill_for_the_whole_group(tmp_pat
         "open(sys.argv[1], 'w').write(f'{os.getpid()} {kid.pid}')\n"
         "time.sleep(30)\n"
     )
-    async with ProcessAgentRuntime(py(code, str(pids), kill_grace=0.2), BASE_ENV) as rt:
+    async with ProcessAgentRuntime(py(code, str(pids), kill_grace="200ms"), BASE_ENV) as rt:
         started = time.monotonic()
         with pytest.raises(AgentTimeout) as info:
             await rt.dispatch(make_job(deadline_in=1.5))
@@ -462,7 +462,7 @@ async def test_process_cancellation_kills_the_child(tmp_path: Path) -> None:
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(30)\n"
     )
-    async with ProcessAgentRuntime(py(code, str(pid_file), kill_grace=0.2), BASE_ENV) as rt:
+    async with ProcessAgentRuntime(py(code, str(pid_file), kill_grace="200ms"), BASE_ENV) as rt:
         task = asyncio.create_task(rt.dispatch(make_job()))
         pid = await wait_for_pid(pid_file)
         task.cancel()
@@ -474,7 +474,7 @@ async def test_process_cancellation_kills_the_child(tmp_path: Path) -> None:
 async def test_process_aclose_stops_live_children(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(30)"
-    rt = ProcessAgentRuntime(py(code, str(pid_file), kill_grace=0.2), BASE_ENV)
+    rt = ProcessAgentRuntime(py(code, str(pid_file), kill_grace="200ms"), BASE_ENV)
     task = asyncio.create_task(rt.dispatch(make_job()))
     pid = await wait_for_pid(pid_file)
     await rt.aclose()
@@ -532,7 +532,7 @@ async def test_simulated_success_reports_like_a_real_agent() -> None:
 
     reporter = RecordingReporter()
     rt = SimulatedAgentRuntime(
-        sim(latency=0.5, turns=4, cost_per_turn=0.01, seed=1), reporter, sleep=record_sleep
+        sim(latency="500ms", turns=4, cost_per_turn=0.01, seed=1), reporter, sleep=record_sleep
     )
     result = await rt.dispatch(make_job())
     summary = "Worked on ACME-7: Fix the login page"

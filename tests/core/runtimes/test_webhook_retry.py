@@ -201,7 +201,7 @@ async def test_an_answer_later_than_the_timeout_is_waited_for(loopback: Loopback
         return 200, {"Content-Type": "application/json"}, b'{"status": "done", "summary": "ok"}'
 
     loopback.answer = late
-    config = HttpRuntime(kind="http", url=loopback.url + "/wake", timeout=0.05)
+    config = HttpRuntime(kind="http", url=loopback.url + "/wake", timeout="50ms")
     async with HttpAgentRuntime(config, {}) as rt:
         result = await rt.dispatch(job(deadline_in=5))
     assert result == DispatchResult(finished=True, outcome=RunOutcome.DONE, summary="ok")
