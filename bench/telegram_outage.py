@@ -34,6 +34,7 @@ from typing import Any
 
 from bot.notifier import MAX_BACKOFF
 from bot.runner import BotRunner
+from bot.views.alerts import DIGEST_ICON
 from core.alerting.book import AlertKind, Finding
 from core.auth.keyring import KeyRing
 from core.clock import SystemClock
@@ -96,14 +97,31 @@ def config(root: Path) -> Any:
 
 
 def delivered(api: OfflineBotAPI, chat: int) -> Counter[int]:
-    """Alert id -> new messages that carried it to `chat`."""
+    """Alert id -> new messages that carried it to `chat`: its own, or a digest listing it."""
     return Counter(
-        int(m.group(1))
+        int(alert_id)
         for c in api.calls("sendMessage")
         if str(c.params["chat_id"]) == str(chat)
-        for m in [_HEAD.search(str(c.params["text"]))]
-        if m
+        for alert_id in _carried(str(c.params["text"]))
     )
+
+
+def _carried(text: str) -> list[str]:
+    if text.startswith(DIGEST_ICON):
+        return _HEAD.findall(text)
+    return [m.group(1) for m in [_HEAD.search(text)] if m]
+
+
+def messages_to(api: OfflineBotAPI, chat: int) -> tuple[int, int, int]:
+    """(messages carrying alerts, of which digests, edits) the bot sent to `chat`."""
+    sent = [
+        str(c.params["text"])
+        for c in api.calls("sendMessage")
+        if str(c.params["chat_id"]) == str(chat) and _carried(str(c.params["text"]))
+    ]
+    digests = sum(text.startswith(DIGEST_ICON) for text in sent)
+    edits = [c for c in api.calls("editMessageText") if str(c.params["chat_id"]) == str(chat)]
+    return len(sent), digests, len(edits)
 
 
 async def raise_alert(fleet: Fleet, company: str, n: int) -> int:
@@ -199,10 +217,13 @@ async def run(args: argparse.Namespace, root: Path) -> tuple[list[str], list[str
             await fleet.alerts.resolve(f"agent_error:agent:aliens-{number[first]}")
 
             async def late_there() -> bool:
+                # Its message is the digest (struck through there) or its own (✅ Resolved).
                 edited = any(
                     str(c.params.get("chat_id")) == str(supergroup)
-                    and f"#{first} " in str(c.params.get("text"))
-                    and str(c.params.get("text")).startswith("✅")
+                    and (
+                        f"<s>#{first} " in str(c.params.get("text"))
+                        or str(c.params.get("text")).startswith(f"✅ <b>#{first} ")
+                    )
                     for c in api.calls("editMessageText")
                 )
                 return delivered(api, supergroup)[late] == 1 and edited
@@ -213,6 +234,7 @@ async def run(args: argparse.Namespace, root: Path) -> tuple[list[str], list[str
             answer_after = await wait_until(lambda: _answered(api, sent["message_id"]), 30)
             await asyncio.sleep(2)  # anything doubled would show up now
             got = {c: delivered(api, c) - Counter({late: 1}) for c in want}
+            counts = {c: messages_to(api, c) for c in want}
             states = await fleet.outbox.counts()
     finally:
         logging.getLogger().removeHandler(tally)
@@ -233,9 +255,11 @@ async def run(args: argparse.Namespace, root: Path) -> tuple[list[str], list[str
     for chat, w in want.items():
         extra = got[chat] - w
         lost = w - got[chat]
+        sent, digests, edits = counts[chat]
         lines.append(
-            f"chat {chat}: {sum(got[chat].values())} alert messages for {len(w)} alerts, "
-            f"{sum(extra.values())} doubled or extra, {sum(lost.values())} lost"
+            f"chat {chat}: {len(w)} alerts delivered {sum(got[chat].values())} times, "
+            f"{sum(extra.values())} doubled or extra, {sum(lost.values())} lost; "
+            f"{sent} alert messages ({digests} digests, {sent - digests} single), {edits} edits"
         )
         if extra or lost:
             missed.append(f"chat {chat}: doubled {dict(extra)}, lost {sorted(lost)}")

@@ -23,6 +23,12 @@ it in doubt and unsent (bench/crash_loop.py lost a message in most kills that wa
 waited, every other chat waited too. Now a row whose group is at its limit stays `pending` and
 is skipped for this round; the other chats' rows go on.
 
+Backlogs. At the start of each drain the outbox folds any chat's backlog of new-alert messages
+(more than 3 waiting, the oldest for a minute: an outage, a flood) into one digest row
+(core.alerting.outbox, "Backlogs"). A digest is rendered from its alerts' state when it is sent
+(bot.views.alerts.render_digest), carries their fix buttons, and becomes the message that each
+of its alerts' edits edit: as they resolve, the digest is edited, and says so when all have.
+
 Guarantee. Each outbox row produces at most one Telegram message, and rows are delivered in
 order of creation unless a retry delays one. The attempt is recorded (`sending`) before the
 request; the message id is recorded (`sent`) right after the answer. If fleetbot dies between
@@ -59,7 +65,13 @@ from telegram.error import (
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.redaction import scrub
-from bot.views.alerts import alert_keyboard, render_alert, render_summary
+from bot.views.alerts import (
+    alert_keyboard,
+    digest_keyboard,
+    render_alert,
+    render_digest,
+    render_summary,
+)
 from bot.views.html import esc
 from core import AlertBook, AlertNotFound, Clock, Fleet, Outbox, OutboxKind, OutboxRow
 
@@ -225,6 +237,8 @@ class Notifier:
         """Send every due row, oldest first, until none is due or Telegram says wait."""
         report = DrainReport()
         self._paced.clear()
+        if self.clock.now() >= self.hold_until:
+            await self.outbox.coalesce()  # a backlog goes as one digest per chat
         # Bounded: a row that is due again at once (a migrated chat) must not spin forever.
         for _ in range(MAX_ROUNDS):
             if self.clock.now() < self.hold_until:
@@ -250,6 +264,7 @@ class Notifier:
             report.dropped += 1
             return
         edit_of: int | None = None
+        digest: OutboxRow | None = row if row.kind is OutboxKind.DIGEST else None
         if row.kind is OutboxKind.ALERT_EDIT:
             assert row.alert_id is not None
             if await self.outbox.has_pending_send(row.alert_id, row.chat):
@@ -259,6 +274,8 @@ class Notifier:
             if edit_of is None and not await self.outbox.was_sent(row.alert_id, row.chat):
                 await self.outbox.superseded(row.id, "no message of this alert there to edit")
                 return
+            if edit_of is not None:  # the alert's message there may be a digest of many
+                digest = await self.outbox.sent_digest(row.chat, edit_of)
         if self._pacer is not None:
             if not self._pacer.ready(chat):
                 report.paced += 1  # still pending; the other chats go on (see "Pacing")
@@ -266,7 +283,7 @@ class Notifier:
                 return
             await self._pacer.take(chat)
         try:
-            text, markup = await self._content(row)
+            text, markup = await self._content(row, digest)
         except AlertNotFound:
             await self.outbox.dead(row.id, "the alert no longer exists")
             report.dropped += 1
@@ -277,6 +294,8 @@ class Notifier:
             if edit_of is not None:
                 await self._edit(chat, edit_of, text, markup)
                 await self.outbox.sent(row.id)
+                if digest is not None:  # this edit showed every alert of the digest
+                    await self.outbox.supersede_digest_edits(digest)
                 report.edited += 1
             else:
                 message_id = await self._send(chat, row.thread_id, text, markup)
@@ -286,8 +305,18 @@ class Notifier:
         except TelegramError as exc:
             await self._failed(row, chat, exc, report)
 
-    async def _content(self, row: OutboxRow) -> tuple[str, InlineKeyboardMarkup | None]:
+    async def _content(
+        self, row: OutboxRow, digest: OutboxRow | None = None
+    ) -> tuple[str, InlineKeyboardMarkup | None]:
         now = self.clock.now()
+        if digest is not None:
+            alerts = []
+            for alert_id in digest.payload.get("alerts", []):
+                with contextlib.suppress(AlertNotFound):
+                    alerts.append(await self.alerts.get(int(alert_id)))
+            if not alerts:
+                raise AlertNotFound("the digest's alerts are gone")
+            return render_digest(alerts, digest.company_id, now), digest_keyboard(alerts)
         if row.kind in (OutboxKind.ALERT, OutboxKind.ALERT_EDIT):
             assert row.alert_id is not None
             alert = await self.alerts.get(row.alert_id)

@@ -6,6 +6,10 @@ its secrets masked by `scrub`, as the logs do. Buttons carry `v1:a:<alert id>:<v
 (encoded by bot.views.keyboards): `ack`, `mute:1h|4h|24h`, `fix:<reset|rotate|file|reassign|
 pause|recheck>`; the alert handlers (bot.handlers.alerts) read exactly this.
 
+A digest (render_digest, digest_keyboard) is one message for a chat's backlog of alerts after an
+outage (core.alerting.outbox, "Backlogs"): counts by kind, the worst first, each alert as its id
+and subjects on one line (resolved ones struck through), and the alerts' own fix buttons.
+
 A runtime_unreachable alert reads "what is down, its agents, the fix": its cause is the target
 (one alert per dead gateway or endpoint), shown on its own line, and each distinct problem is
 followed by the agents it hits.
@@ -177,13 +181,119 @@ def alert_keyboard(alert: Alert) -> InlineKeyboardMarkup | None:
             for c in MUTE_CHOICES
         ]
     )
-    fixes = [
-        InlineKeyboardButton(FIX_LABELS[f], callback_data=callback(alert.id, "fix", f.value))
-        for f in alert.fixes
-    ]
+    fixes = [fix_button(alert, f) for f in alert.fixes]
     if fixes:
         rows.append(fixes)
     return InlineKeyboardMarkup(rows)
+
+
+def fix_button(alert: Alert, fix: Fix, label: str | None = None) -> InlineKeyboardButton:
+    """The button for one of the alert's fixes, as the alert handlers read it."""
+    return InlineKeyboardButton(
+        label or FIX_LABELS[fix], callback_data=callback(alert.id, "fix", fix.value)
+    )
+
+
+DIGEST_ICON = "📬"
+MAX_BUTTONS = 100  # Telegram's limit on an inline keyboard
+_DIGEST_ROW = 3  # fix buttons per keyboard row
+_SUBJECTS_SHOWN = 2  # subjects named per alert in a digest; the rest are counted
+
+
+def digest_order(alerts: Sequence[Alert]) -> list[list[Alert]]:
+    """The alerts by kind, the worst kind first (open critical ones, then the most open),
+    open alerts before resolved ones within a kind."""
+    kinds: dict[AlertKind, list[Alert]] = {}
+    for a in alerts:
+        kinds.setdefault(a.kind, []).append(a)
+
+    def worst(group: list[Alert]) -> tuple[int, int, int]:
+        live = [a for a in group if a.open]
+        critical = any(a.severity is Severity.CRITICAL for a in live)
+        return (0 if critical else 1, -len(live), min(a.id for a in group))
+
+    groups = sorted(kinds.values(), key=worst)
+    return [sorted(g, key=lambda a: (not a.open, a.id)) for g in groups]
+
+
+def _digest_entry(alert: Alert, company_id: str | None) -> str:
+    members = alert.members_for(company_id)
+    shown = [m for m in members if m.active or not alert.open] or list(members)
+    names = ", ".join(esc(m.label) for m in shown[:_SUBJECTS_SHOWN])
+    more = len(shown) - _SUBJECTS_SHOWN
+    entry = f"#{alert.id} {names}" + (f" +{more}" if more > 0 else "")
+    if not alert.open:
+        return f"<s>{entry}</s> ✓"
+    if alert.state is AlertState.ACKNOWLEDGED:
+        return f"{entry} 👍"
+    if alert.state is AlertState.MUTED:
+        return f"{entry} 🔕"
+    return entry
+
+
+def render_digest(alerts: Sequence[Alert], company_id: str | None, now: float) -> str:
+    """One message for a backlog of alerts: counts by kind, worst first, each alert's id and
+    subjects; "all resolved" once none is open."""
+    total = len(alerts)
+    live = sum(1 for a in alerts if a.open)
+    noun = "alert" if total == 1 else "alerts"
+    since = _time(min((a.created_at for a in alerts), default=now))
+    if live:
+        head = f"{DIGEST_ICON} <b>{total} {noun} held up since {since}</b> · {live} open"
+    else:
+        head = f"✅ <b>All {total} {noun} held up since {since} are resolved</b>"
+    lines = [head, "Sent as one message instead of one each; /alerts lists them all."]
+    budget = MAX_TEXT - 200  # room for the headline and the "and more" tail
+    used = sum(len(x) for x in lines)
+    for group in digest_order(alerts):
+        first = group[0]
+        open_n = sum(1 for a in group if a.open)
+        count = f"{open_n} open" if open_n else ""
+        if open_n < len(group):
+            count += (", " if count else "") + f"{len(group) - open_n} resolved"
+        icon = KIND_ICON.get(first.kind, "⚠️") if open_n else "✅"
+        title = f"{icon} <b>{esc(first.title)}</b>: {count}"
+        if any(a.open and a.severity is Severity.CRITICAL for a in group):
+            title += " · critical"
+        entries: list[str] = []
+        for a in group:
+            entry = _digest_entry(a, company_id)
+            if used + len(entry) + len(title) > budget:
+                break
+            entries.append(entry)
+            used += len(entry) + 3
+        lines += ["", title]
+        if entries:
+            lines.append(" · ".join(entries))
+        if len(entries) < len(group):
+            lines.append(f"… and {len(group) - len(entries)} more (/alerts)")
+        used += len(title)
+    return "\n".join(lines)
+
+
+def digest_keyboard(alerts: Sequence[Alert]) -> InlineKeyboardMarkup | None:
+    """The open alerts' fixes, worst first: one "Rotate tokens" (a rotation fixes every
+    agent), one button per alert for the others; at most Telegram's 100 buttons."""
+    buttons: list[InlineKeyboardButton] = []
+    rotate = False
+    for group in digest_order(alerts):
+        for a in group:
+            if not a.open:
+                continue
+            for f in a.fixes:
+                if f is Fix.ROTATE:
+                    if rotate:
+                        continue
+                    rotate = True
+                    buttons.append(fix_button(a, f))
+                else:
+                    buttons.append(fix_button(a, f, f"{FIX_LABELS[f]} #{a.id}"))
+    buttons = buttons[:MAX_BUTTONS]
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [buttons[i : i + _DIGEST_ROW] for i in range(0, len(buttons), _DIGEST_ROW)]
+    )
 
 
 def render_summary(summary: dict[str, Any]) -> str:

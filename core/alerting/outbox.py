@@ -7,12 +7,26 @@ new message absorbs later edits.
 
 Row lifecycle: `pending` -> `sending` (the attempt is recorded *before* the request) -> `sent`;
 a failure puts it back to `pending` with a later `due_at`; `dead` when the recipient can never
-get it (blocked the bot, chat gone); `superseded` when a newer row carries its content.
+get it (blocked the bot, chat gone); `superseded` when a newer row carries its content;
+`coalesced` when a digest row carries it (below).
 `reconcile()` runs when the sender starts: a row still `sending` was interrupted mid-attempt.
 Edits are idempotent, so they go back to `pending`; a new message may or may not have reached
 Telegram, which cannot be asked, so it becomes `in_doubt` and is *not* sent again (at most once:
 a reader never sees a message twice because of a crash). For an alert, its next reminder sends
 a fresh message to that chat, which later edits then target.
+
+Backlogs. After an outage (or a flood) a chat may have dozens of new-alert messages waiting;
+sent one by one they trickle out at a group's 20 a minute for minutes, each a ping. `coalesce()`
+folds them: when a chat (and topic) has more than COALESCE_AFTER new-alert rows due, the oldest
+waiting at least BACKLOG_AGE, every one of them is marked `coalesced` (never deleted; `error`
+names the digest) and one `alert_digest` row for that chat carries their alert ids (at most
+MAX_DIGEST; more start another). Later rows for that chat join the digest while it waits. The
+digest is one message; once sent, each alert's message in that chat *is* the digest, so the
+alert's edits (a member joins, it resolves) edit the digest. The guarantee is unchanged: each
+row produces at most one message (a coalesced row none; its digest one), and a row leaves
+`pending` only for `sent`, `dead`, `superseded`, `in_doubt` or `coalesced` into a digest that is
+itself a row with the same lifecycle. Alerts below the threshold, or not yet stale, go as
+before.
 
 Sender API (the notifier):
     due(limit) -> list[OutboxRow]             pending rows whose due_at has come, oldest first
@@ -20,6 +34,8 @@ Sender API (the notifier):
     sent(row_id, message_id=None, chat=None)  sending -> sent; records an alert's message id
     failed(row_id, error, retry_in)           sending -> pending, due again after retry_in s
     dead(row_id, error) / superseded(row_id, why)
+    coalesce() -> int                         fold each chat's backlog into a digest (above)
+    sent_digest(chat, message_id)             the digest row behind a message, if it is one
     reconcile() -> list[OutboxRow]            at start: rows left `sending` by a crash
     delivery(alert_id, chat) -> int | None    the message to edit in that chat
     chat_for(chat) -> str                     follows group -> supergroup migrations
@@ -31,7 +47,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -47,6 +63,9 @@ log = logging.getLogger(__name__)
 
 # A recipient that blocked the bot is skipped for this long, then tried again: people unblock.
 UNDELIVERABLE_FOR = 3600.0
+COALESCE_AFTER = 3  # a chat with more new-alert messages than this waiting has a backlog...
+BACKLOG_AGE = 60.0  # ...once the oldest waited this long (past the notifier's longest backoff)
+MAX_DIGEST = 100  # alerts one digest message lists at most; more start another
 
 
 class OutboxState(StrEnum):
@@ -56,11 +75,15 @@ class OutboxState(StrEnum):
     IN_DOUBT = "in_doubt"  # a new message interrupted mid-attempt: never sent again
     DEAD = "dead"  # the recipient can never get it (blocked the bot, chat gone)
     SUPERSEDED = "superseded"  # a newer row carries its content
+    # A new-alert message folded into an `alert_digest` row for the same chat (a backlog);
+    # the digest delivers it, `error` names the digest row.
+    COALESCED = "coalesced"
 
 
 class OutboxKind(StrEnum):
     ALERT = "alert"  # a new message for an alert (its first, or a reminder)
     ALERT_EDIT = "alert_edit"  # an edit of the alert's message in that chat
+    DIGEST = "alert_digest"  # one message for a chat's backlog of alerts (payload: alert ids)
     SUMMARY = "summary"  # an agent's summary for its team chat
     TEXT = "text"  # a plain message: digests, notices
 
@@ -109,6 +132,27 @@ def _row(r: Any) -> OutboxRow:
         message_id=r["message_id"],
         error=r["error"],
     )
+
+
+def backlogs(
+    rows: Sequence[OutboxRow],
+    now: float,
+    joining: Collection[tuple[str, int | None]] = (),
+    *,
+    after: int = COALESCE_AFTER,
+    age: float = BACKLOG_AGE,
+) -> list[list[OutboxRow]]:
+    """The pending new-alert rows to fold, one list per chat and topic, oldest first: where
+    more than `after` wait and the oldest waited `age` seconds, or a digest is `joining`."""
+    by_chat: dict[tuple[str, int | None], list[OutboxRow]] = {}
+    for row in sorted(rows, key=lambda r: r.id):
+        if row.kind is OutboxKind.ALERT and row.state is OutboxState.PENDING:
+            by_chat.setdefault((row.chat, row.thread_id), []).append(row)
+    return [
+        group
+        for key, group in by_chat.items()
+        if key in joining or (len(group) > after and now - min(r.created_at for r in group) >= age)
+    ]
 
 
 class Outbox:
@@ -284,8 +328,14 @@ class Outbox:
         now = self.clock.now()
         async with self.db.write() as conn:
             row = await outbox_store.sent(conn, row_id, message_id, now)
-            if row is not None and row[1] is not None and message_id is not None:
-                await outbox_store.record_delivery(conn, row[1], chat or row[2], message_id, now)
+            if row is None or message_id is None:
+                return
+            # A digest is the message of every alert it lists: their edits go to it.
+            carried = [row[1]] if row[1] is not None else []
+            if row[0] == OutboxKind.DIGEST:
+                carried = [int(a) for a in json.loads(row[3]).get("alerts", [])]
+            for alert_id in carried:
+                await outbox_store.record_delivery(conn, alert_id, chat or row[2], message_id, now)
 
     async def failed(self, row_id: int, error: str, retry_in: float) -> None:
         due_at = self.clock.now() + max(0.0, retry_in)
@@ -299,6 +349,60 @@ class Outbox:
     async def superseded(self, row_id: int, why: str) -> None:
         async with self.db.write() as conn:
             await outbox_store.set_state(conn, row_id, OutboxState.SUPERSEDED, why[:500])
+
+    async def coalesce(self) -> int:
+        """Fold each chat's backlog of new-alert rows into one digest row (see "Backlogs");
+        returns how many rows were folded."""
+        now = self.clock.now()
+        folded = 0
+        if not await outbox_store.pending_alerts(self.db.reader, now):
+            return 0  # the usual case, without taking the write lock
+        async with self.db.write() as conn:
+            rows = [_row(r) for r in await outbox_store.pending_alerts(conn, now)]
+            waiting: dict[tuple[str, int | None], OutboxRow] = {}
+            for chat, thread_id in {(r.chat, r.thread_id) for r in rows}:
+                found = await outbox_store.pending_digest(conn, chat, thread_id)
+                if found is not None:
+                    waiting[(chat, thread_id)] = _row(found)
+            for group in backlogs(rows, now, set(waiting)):
+                digest = waiting.get((group[0].chat, group[0].thread_id))
+                folded += await self._fold(conn, group, digest, now)
+        if folded:
+            log.info("folded %d waiting alert messages into digests", folded)
+        return folded
+
+    async def _fold(
+        self,
+        conn: aiosqlite.Connection,
+        group: list[OutboxRow],
+        digest: OutboxRow | None,
+        now: float,
+    ) -> int:
+        digest_id = None if digest is None else digest.id
+        ids: list[int] = [] if digest is None else list(digest.payload.get("alerts", []))
+        for start in range(0, len(group), MAX_DIGEST):
+            chunk = group[start : start + MAX_DIGEST]
+            if digest_id is None or len(ids) + len(chunk) > MAX_DIGEST:
+                digest_id = await self._insert(
+                    conn, OutboxKind.DIGEST, chunk[0].recipient, now, None, {"alerts": []}, None
+                )
+                assert digest_id is not None  # no dedupe key: always inserted
+                ids = []
+            ids += [r.alert_id for r in chunk if r.alert_id is not None and r.alert_id not in ids]
+            await outbox_store.set_payload(conn, digest_id, json.dumps({"alerts": ids}))
+            await outbox_store.coalesce(conn, [r.id for r in chunk], digest_id)
+        return len(group)
+
+    async def sent_digest(self, chat: str, message_id: int) -> OutboxRow | None:
+        """The digest row whose message in `chat` (as configured) is `message_id`, if any."""
+        row = await outbox_store.sent_digest(self.db.reader, chat, message_id)
+        return None if row is None else _row(row)
+
+    async def supersede_digest_edits(self, digest: OutboxRow) -> None:
+        """The digest was just edited: other waiting edits of its alerts there are done too."""
+        async with self.db.write() as conn:
+            for alert_id in digest.payload.get("alerts", []):
+                await outbox_store.supersede_edits(conn, int(alert_id), digest.chat)
 
     async def reconcile(self) -> list[OutboxRow]:
         """After a crash: rows left `sending`. Edits retry (idempotent); new messages become

@@ -118,6 +118,53 @@ async def counts(conn: aiosqlite.Connection) -> dict[str, int]:
     return {r[0]: r[1] for r in found}
 
 
+async def pending_alerts(conn: aiosqlite.Connection, now: float) -> list[aiosqlite.Row]:
+    """Pending new-alert messages that are due, oldest first (what a digest may carry)."""
+    return await fetch_all(
+        conn,
+        f"{_SELECT} WHERE state = 'pending' AND kind = 'alert' AND due_at <= ? ORDER BY id",
+        (now,),
+    )
+
+
+async def pending_digest(
+    conn: aiosqlite.Connection, chat: str, thread_id: int | None
+) -> aiosqlite.Row | None:
+    """The digest still waiting for this chat (and topic), if any."""
+    return await fetch_one(
+        conn,
+        f"{_SELECT} WHERE state = 'pending' AND kind = 'alert_digest' AND chat = ? "
+        "AND thread_id IS ? ORDER BY id DESC LIMIT 1",
+        (chat, thread_id),
+    )
+
+
+async def set_payload(conn: aiosqlite.Connection, row_id: int, payload: str) -> None:
+    await conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (payload, row_id))
+
+
+async def coalesce(conn: aiosqlite.Connection, row_ids: Sequence[int], digest_id: int) -> None:
+    """pending -> coalesced: these new-alert rows are carried by digest row `digest_id`."""
+    marks = ",".join("?" for _ in row_ids)
+    await conn.execute(
+        f"UPDATE outbox SET state = 'coalesced', error = ? WHERE id IN ({marks}) "
+        "AND state = 'pending'",
+        (f"carried by digest row {digest_id}", *row_ids),
+    )
+
+
+async def sent_digest(
+    conn: aiosqlite.Connection, chat: str, message_id: int
+) -> aiosqlite.Row | None:
+    """The digest row whose message in `chat` (as configured) is `message_id`."""
+    return await fetch_one(
+        conn,
+        f"{_SELECT} WHERE kind = 'alert_digest' AND state = 'sent' AND chat = ? "
+        "AND message_id = ? ORDER BY id DESC LIMIT 1",
+        (chat, message_id),
+    )
+
+
 async def start(conn: aiosqlite.Connection, row_id: int, now: float) -> bool:
     """pending -> sending, counting the attempt; False if the row was not pending."""
     cur = await conn.execute(
@@ -130,15 +177,18 @@ async def start(conn: aiosqlite.Connection, row_id: int, now: float) -> bool:
 
 async def sent(
     conn: aiosqlite.Connection, row_id: int, message_id: int | None, now: float
-) -> tuple[str, int | None, str] | None:
-    """sending -> sent; returns the row's (kind, alert id, chat), None if there is no row."""
+) -> tuple[str, int | None, str, str] | None:
+    """sending -> sent; returns the row's (kind, alert id, chat, payload), None if there is
+    no row."""
     await conn.execute(
         "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = COALESCE(?, "
         "message_id), error = '' WHERE id = ? AND state = 'sending'",
         (now, message_id, row_id),
     )
-    row = await fetch_one(conn, "SELECT kind, alert_id, chat FROM outbox WHERE id = ?", (row_id,))
-    return None if row is None else (row[0], row[1], row[2])
+    row = await fetch_one(
+        conn, "SELECT kind, alert_id, chat, payload FROM outbox WHERE id = ?", (row_id,)
+    )
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 async def retry_at(conn: aiosqlite.Connection, row_id: int, due_at: float, error: str) -> bool:

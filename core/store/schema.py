@@ -281,6 +281,37 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
     """,
+    # An outage's backlog is one digest per chat (kind 'alert_digest'); the new-alert rows it
+    # carries are kept as 'coalesced'. SQLite cannot widen a CHECK in place: rebuild the table.
+    """
+    CREATE TABLE outbox_new (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL
+            CHECK (kind IN ('alert','alert_edit','alert_digest','summary','text')),
+        chat TEXT NOT NULL,
+        thread_id INTEGER,
+        company_id TEXT,
+        alert_id INTEGER,
+        payload TEXT NOT NULL DEFAULT '{}',
+        dedupe_key TEXT UNIQUE,
+        state TEXT NOT NULL CHECK (state IN
+            ('pending','sending','sent','in_doubt','dead','superseded','coalesced')),
+        created_at REAL NOT NULL,
+        due_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        started_at REAL,
+        sent_at REAL,
+        message_id INTEGER,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO outbox_new SELECT id, kind, chat, thread_id, company_id, alert_id, payload,
+        dedupe_key, state, created_at, due_at, attempts, started_at, sent_at, message_id, error
+        FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox(state, due_at);
+    CREATE INDEX outbox_alert ON outbox(alert_id, chat);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,7 @@ from telegram import Bot
 from telegram.error import RetryAfter
 
 from bot.notifier import Notifier, retry_after_seconds, start_notifier
+from bot.views.alerts import DIGEST_ICON
 from bot.views.keyboards import Kind, decode
 from core.alerting.book import AlertBook, AlertKind, Finding
 from core.alerting.outbox import Outbox
@@ -95,7 +96,14 @@ async def rig(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Rig]:
 
 
 def alert_ids(texts: list[str]) -> Counter[int]:
-    return Counter(int(m[1]) for t in texts for m in [re.search(r"#(\d+) ", t)] if m)
+    """Alert id -> messages that delivered it: an alert's own, or a digest listing it."""
+    return Counter(int(i) for t in texts for i in carried(t))
+
+
+def carried(text: str) -> list[str]:
+    if text.startswith((DIGEST_ICON, "✅ <b>All")):
+        return re.findall(r"#(\d+) ", text)
+    return [m[1] for m in [re.search(r"#(\d+) ", text)] if m]
 
 
 async def test_new_alert_edit_in_place_and_resolution(rig: Rig) -> None:
@@ -202,7 +210,8 @@ async def test_ten_minute_outage_full_of_429s_delivers_everything_once(rig: Rig)
     assert len(want) == 30
     for chat in (OWNER, OTHER_OWNER, GROUP):
         assert alert_ids(rig.texts(chat)) == want
-    assert set(await rig.outbox.counts()) == {"sent"}
+    # The backlog went as one digest per chat; the rows it carries are kept, marked.
+    assert set(await rig.outbox.counts()) == {"sent", "coalesced"}
 
 
 async def test_blocked_owner_is_skipped_not_retried_forever(rig: Rig) -> None:
@@ -275,6 +284,41 @@ async def test_crash_between_send_and_mark_sends_nothing_twice(
     await rig.book.flush()
     await restarted.drain()
     assert alert_ids(rig.texts(OWNER)) == Counter({alert_id: 2})  # the reminder
+
+
+async def test_a_digest_interrupted_mid_send_is_not_sent_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest keeps the outbox's guarantee: at most one message per row, the rows it
+    carries are kept (coalesced), and a crash mid-send leaves it in doubt, not sent twice."""
+    rig.api.outage(True)
+    raised = [await rig.alert(f"a{n}", code=f"c{n}") for n in range(6)]
+    for _ in range(12):
+        await rig.settle(10)
+    rig.api.outage(False)
+    rig.clock.advance(60)
+
+    async def crash(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit("killed between send and mark")
+
+    with monkeypatch.context() as m:
+        m.setattr(rig.outbox, "sent", crash)
+        with pytest.raises(SystemExit):
+            await rig.notifier.drain()
+    restarted = Notifier(rig.bot, rig.outbox, rig.book, rig.clock)
+    assert await restarted.reconcile() == 1
+    await restarted.drain()
+    rows = await rig.outbox.rows()
+    digests = Counter((r.chat, r.state) for r in rows if r.kind == "alert_digest")
+    assert digests == {
+        (str(OWNER), "in_doubt"): 1,
+        (str(OTHER_OWNER), "sent"): 1,
+        (str(GROUP), "sent"): 1,
+    }
+    assert Counter(r.state for r in rows if r.kind == "alert") == {"coalesced": 18}
+    for chat in (OWNER, OTHER_OWNER, GROUP):
+        assert alert_ids(rig.texts(chat)) == Counter(dict.fromkeys(raised, 1))
+        assert len(rig.api.messages(chat)) == 1
 
 
 async def test_crash_during_an_edit_redoes_the_edit(

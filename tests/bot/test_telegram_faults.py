@@ -18,15 +18,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import force_status
 from telegram.ext import AIORateLimiter, ExtBot
 
 from bot.notifier import NOTIFIER_KEY, Notifier, start_notifier
+from bot.views.alerts import DIGEST_ICON
 from core.alerting.book import AlertKind, Finding
+from core.alerting.outbox import COALESCE_AFTER
 from core.clock import ManualClock
 from core.config import parse_config
 from core.fleet import Fleet
+from core.models import AgentStatus
 from offline_botapi.server import OfflineBotAPI
-from tests.bot_helpers import ALIENS_CHAT, MATRIX_CHAT, OWNER, Desk, running_desk
+from tests.bot_helpers import ALIENS_CHAT, MATRIX_CHAT, OWNER, Desk, button_data, running_desk
 from tests.conftest import config_data, make_auth
 
 _HEAD = re.compile(r"#(\d+) ")
@@ -50,9 +54,9 @@ async def step(desk: Desk, seconds: float) -> None:
     async with asyncio.timeout(5):
         while True:
             await asyncio.sleep(0.002)
-            if (await outbox.counts()).get("sending"):
-                continue
-            if notifier.hold_until > desk.clock.now() or not await outbox.due(1):
+            # `sending` is checked after `due`: a row may go from pending to sending between.
+            quiet = notifier.hold_until > desk.clock.now() or not await outbox.due(1)
+            if quiet and not (await outbox.counts()).get("sending"):
                 return
 
 
@@ -72,14 +76,21 @@ async def raise_alert(desk: Desk, company: str, n: int) -> int:
 
 
 def new_alert_messages(desk: Desk, chat: int) -> Counter[int]:
-    """Alert id -> sendMessage calls that delivered it to `chat` (edits not counted)."""
+    """Alert id -> sendMessage calls that delivered it to `chat` (edits not counted): the
+    alert's own message, or a digest that lists it."""
     return Counter(
-        int(m.group(1))
+        int(alert_id)
         for c in desk.api.calls("sendMessage")
         if str(c.params["chat_id"]) == str(chat)
-        for m in [_HEAD.search(str(c.params["text"]))]
-        if m
+        for alert_id in carried(str(c.params["text"]))
     )
+
+
+def carried(text: str) -> list[str]:
+    """The alert ids a message delivers: every one a digest lists, or the alert's own."""
+    if text.startswith(DIGEST_ICON):
+        return _HEAD.findall(text)
+    return [m.group(1) for m in [_HEAD.search(text)] if m]
 
 
 async def test_outage_blocked_owner_migration_and_429s_deliver_every_alert_once(
@@ -115,11 +126,15 @@ async def test_outage_blocked_owner_migration_and_429s_deliver_every_alert_once(
         assert new_alert_messages(desk, supergroup) == Counter(dict.fromkeys(aliens, 1))
         assert new_alert_messages(desk, MATRIX_CHAT) == Counter(dict.fromkeys(matrix, 1))
         assert api.messages(ALIENS_CHAT) == [] and api.messages(OWNER) == []
-        states = Counter((r.chat, r.state) for r in await desk.fleet.outbox.rows())
+        # Ten minutes of backlog: one digest per chat, the rows it carries kept as coalesced.
+        states = Counter((r.chat, r.kind, r.state) for r in await desk.fleet.outbox.rows())
         assert states == {
-            (str(ALIENS_CHAT), "sent"): 5,
-            (str(MATRIX_CHAT), "sent"): 5,
-            (str(OWNER), "dead"): 10,  # blocked: dropped, not retried forever
+            (str(ALIENS_CHAT), "alert", "coalesced"): 5,
+            (str(ALIENS_CHAT), "alert_digest", "sent"): 1,
+            (str(MATRIX_CHAT), "alert", "coalesced"): 5,
+            (str(MATRIX_CHAT), "alert_digest", "sent"): 1,
+            (str(OWNER), "alert", "coalesced"): 10,
+            (str(OWNER), "alert_digest", "dead"): 1,  # blocked: dropped, not retried forever
         }
 
         # The bot came through it: it answers, and nothing it did was an error.
@@ -136,8 +151,10 @@ async def test_outage_blocked_owner_migration_and_429s_deliver_every_alert_once(
         first = min(aliens)
         await desk.fleet.alerts.resolve(f"agent_error:agent:aliens-{first - 1}")
         await step(desk, 1)
-        resolved = [m for m in api.messages(supergroup) if f"#{first} " in m["text"]]
-        assert [m["text"][:1] for m in resolved] == ["✅"]
+        # The first alert went out in the digest: the digest is edited, the alert struck out.
+        [digest] = [m for m in api.messages(supergroup) if f"#{first} " in m["text"]]
+        assert digest["text"].startswith(DIGEST_ICON) and "1 resolved" in digest["text"]
+        assert f"<s>#{first} " in api.source_text(supergroup, digest["message_id"])
         assert api.messages(ALIENS_CHAT) == []
 
 
@@ -206,3 +223,85 @@ async def test_a_crash_while_a_message_waits_for_the_rate_limit_leaves_nothing_i
             await restarted.drain()
         texts = Counter(m["text"] for m in api.messages(MATRIX_CHAT))
         assert texts == Counter(f"note {n}" for n in range(25))
+
+
+async def test_an_outage_backlog_arrives_as_one_digest_per_chat(tmp_path: Path) -> None:
+    """Regression (issue 11, item 8): after an outage every queued alert was its own message,
+    trickling out at a group's 20 a minute; now the backlog is one digest per chat, with the
+    counts by kind (worst first), the fix buttons, and edits as the alerts resolve."""
+    async with running_desk(tmp_path) as desk:
+        api, book = desk.api, desk.fleet.alerts
+        await force_status(desk.fleet.service, "hicks", AgentStatus.ERROR)
+        api.outage(True)
+        kinds: dict[int, AlertKind] = {}
+        plan = [AlertKind.AGENT_STUCK] * 4 + [AlertKind.AGENT_UNAUTHENTICATED] * 6
+        plan += [AlertKind.AGENT_ERROR] * 20
+        for n, kind in enumerate(plan):  # 30 alerts over ten minutes, the worst kind last
+            subject = "hicks" if n == len(plan) - 1 else f"ali-{n}"
+            label = "Hicks (qa)" if subject == "hicks" else f"ali-{n} (dev)"
+            await book.raise_(
+                Finding(kind, f"agent:{subject}", "aliens", label, f"problem {n}", f"code{n}")
+            )
+            kinds[max(a.id for a in await book.firing())] = kind
+            await step(desk, 20)
+        assert api.calls("sendMessage") == []
+        api.outage(False)
+        for _ in range(12):
+            await step(desk, 10)
+
+        team = [c for c in api.calls("sendMessage") if str(c.params["chat_id"]) == str(ALIENS_CHAT)]
+        digests = [c for c in team if str(c.params["text"]).startswith(DIGEST_ICON)]
+        assert len(digests) == 1 and len(team) <= 1 + COALESCE_AFTER
+        assert new_alert_messages(desk, ALIENS_CHAT) == Counter(dict.fromkeys(kinds, 1))
+        assert new_alert_messages(desk, OWNER) == Counter(dict.fromkeys(kinds, 1))
+        [message] = [m for m in api.messages(ALIENS_CHAT) if m["text"].startswith(DIGEST_ICON)]
+        text = message["text"]
+        assert "30 alerts held up" in text and "30 open" in text
+        heads = [
+            "Agents in error: 20 open · critical",
+            "Agents unauthenticated: 6 open · critical",
+            "Runs stuck: 4 open",
+        ]
+        assert all(h in text for h in heads)
+        assert [text.index(h) for h in heads] == sorted(text.index(h) for h in heads)
+        rows = await desk.fleet.outbox.rows()
+        coalesced = [r for r in rows if r.state == "coalesced" and r.chat == str(ALIENS_CHAT)]
+        assert {r.alert_id for r in coalesced} <= set(kinds) and coalesced
+        assert all(r.error.startswith("carried by digest row") for r in coalesced)
+
+        # Nothing missing from /alerts.
+        await api.send_text(OWNER, "/alerts")
+        reply = await api.wait_for_message(OWNER, lambda m: m["text"].startswith("Alerts"))
+        listing = reply["text"]
+        assert "30 open alerts" in listing and all(f"#{a} " in listing for a in kinds)
+
+        # The buttons are the alerts' own: one Rotate tokens, one Reset per erroring alert.
+        keyboard = message["reply_markup"]["inline_keyboard"]
+        pressable = [b for row in keyboard for b in row]
+        assert len(pressable) <= 100 and all(len(b["callback_data"]) <= 64 for b in pressable)
+        assert sum("Rotate tokens" in b["text"] for b in pressable) == 1
+        hicks = max(kinds)  # the last one raised is about Hicks, a real agent in error
+        answer = await desk.press(OWNER, ALIENS_CHAT, message, button_data(message, f"#{hicks}"))
+        assert answer == "Reset 1 of 1."
+        answer = await desk.press(OWNER, ALIENS_CHAT, message, button_data(message, "Rotate"))
+        assert answer == "Confirm the rotation below."
+
+        # Resolving edits the digest in place: struck through, counted, then all resolved.
+        errors = [a for a, k in kinds.items() if k is AlertKind.AGENT_ERROR and a != hicks]
+        await book.resolve(*[m.fingerprint for a in errors for m in (await book.get(a)).members])
+        await step(desk, 1)
+        now = desk.current(ALIENS_CHAT, message["message_id"])
+        # Hicks's was resolved by the Reset; the kind is all resolved now, so it goes last.
+        assert "10 open" in now["text"] and now["text"].endswith("#30 Hicks (qa) ✓")
+        assert "✅ Agents in error: 20 resolved" in now["text"]
+        source = api.source_text(ALIENS_CHAT, message["message_id"])
+        assert all(f"<s>#{a} " in source for a in errors)
+        everything = [m.fingerprint for a in kinds for m in (await book.get(a)).active_members]
+        await book.resolve(*everything)
+        await step(desk, 1)
+        done = desk.current(ALIENS_CHAT, message["message_id"])
+        assert done["text"].startswith("✅") and "All 30 alerts" in done["text"]
+        assert "reply_markup" not in done
+        # Resolutions were edits: no alert went out a second time.
+        assert new_alert_messages(desk, ALIENS_CHAT) == Counter(dict.fromkeys(kinds, 1))
+        assert desk.errors.records == []
