@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO))
 
 from core.models import IssueStatus, RunStatus  # noqa: E402
 from core.runtimes.openclaw.protocol import GatewayConnection  # noqa: E402
-from tests.e2e.conftest import install, running_gateway  # noqa: E402
 from tests.e2e.fake_model import Call, FakeModel, Reply  # noqa: E402
+from tests.e2e.gateway import install, running_gateway  # noqa: E402
 from tests.e2e.late_ack import LateAckProxy  # noqa: E402
 from tests.e2e.test_openclaw_runtime import (  # noqa: E402
     dispatch,

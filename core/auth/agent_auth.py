@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from core.auth.keyring import KeyRing
-from core.auth.secretfile import locked
+from core.auth.keyring import KeyRing, keyring_problem
+from core.auth.secretfile import locked, writable_by_others
 from core.auth.tokens import Claims, TokenAuthority, read_token_file, token_path, write_token_file
 from core.clock import Clock
 from core.config import AuthConfig
@@ -64,6 +64,27 @@ def fix_for(code: str, agent_id: str) -> str:
     return REASONS.get(code, ("", ROTATE_ONE))[1].format(a=agent_id)
 
 
+def token_dir_problem(folder: Path) -> str | None:
+    """Why the token folder must not be used as it is, with the fix; None when fine (or when
+    it does not exist yet: fleetbot creates it 0700).
+
+    Anyone who may write in the folder can swap an agent's token file for another one, or
+    for a link that makes fleetbot's next write land elsewhere.
+    """
+    try:
+        loose = writable_by_others(folder)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"{folder}: cannot check the token folder ({exc.strerror or exc})."
+    if loose:
+        return (
+            f"{folder}: the token folder is writable by other users; fix it with "
+            f"`chmod 700 {folder}`."
+        )
+    return None
+
+
 class KeyRingFile:
     """The key ring, re-read when its file changes.
 
@@ -102,6 +123,21 @@ class KeyRingFile:
             self._ring, self._stamp, self.reload_error = ring, stamp, None
         return self._ring
 
+    def problem(self) -> str | None:
+        """Why the file on disk must not be used now (a link, too open, gone), with the fix.
+
+        The loaded keys go on verifying meanwhile; `AgentAuth` signs nothing with them.
+        """
+        try:
+            return keyring_problem(self.path)
+        except FileNotFoundError:
+            return (
+                f"{self.path}: the key ring file is gone; restore it from a backup (the "
+                "running process still verifies with the keys it loaded)."
+            )
+        except OSError as exc:
+            return f"{self.path}: cannot check the key ring ({exc.strerror or exc})."
+
     def update(self, change: Callable[[KeyRing], T]) -> T:
         """Apply `change` to a fresh copy of the file under an exclusive lock, then swap it in.
 
@@ -121,13 +157,27 @@ class KeyRingFile:
 
 
 class AgentAuth:
-    """Issues, files and checks agent tokens."""
+    """Issues, files and checks agent tokens.
+
+    Refuses to start on a token folder others may write in, and refuses to sign while the key
+    ring file is a link or too open (verifying goes on, so the fleet keeps working while the
+    operator fixes it).
+    """
 
     def __init__(self, keyring: KeyRingFile, config: AuthConfig, clock: Clock) -> None:
+        problem = token_dir_problem(config.token_dir)
+        if problem is not None:
+            raise KeyRingError(problem)
         self.keyring = keyring
         self.config = config
         self.clock = clock
         self._authority: TokenAuthority | None = None
+
+    def problems(self) -> list[str]:
+        """What is wrong with the key ring file and the token folder on disk now, each with
+        its fix (re-checked while running: both were fine at start)."""
+        found = [self.keyring.problem(), token_dir_problem(self.config.token_dir)]
+        return [p for p in found if p is not None]
 
     @property
     def authority(self) -> TokenAuthority:
@@ -138,6 +188,18 @@ class AgentAuth:
             )
         return self._authority
 
+    def check_can_sign(self) -> None:
+        """Refuse (KeyRingError, with the fix) while the key ring file is a link or too open."""
+        problem = self.keyring.problem()
+        if problem is not None:
+            raise KeyRingError(f"refused to sign a token: {problem}")
+
+    @property
+    def signing_authority(self) -> TokenAuthority:
+        """`authority`, for signing: refused while the key ring file is a link or too open."""
+        self.check_can_sign()
+        return self.authority
+
     @property
     def token_dir(self) -> Path:
         return self.config.token_dir
@@ -147,14 +209,14 @@ class AgentAuth:
 
     def issue(self, agent: Agent, *, fsync: bool = True) -> Path:
         """Write a fresh long-lived token for `agent` to its token file."""
-        token = self.authority.issue(agent, self.clock.now(), self.config.token_ttl)
+        token = self.signing_authority.issue(agent, self.clock.now(), self.config.token_ttl)
         return write_token_file(self.config.token_dir, agent.id, token, fsync=fsync)
 
     def run_token(self, agent: Agent, run_id: str, deadline: float) -> str:
         """A short-lived token bound to one run: it dies a minute after the run's deadline."""
         now = self.clock.now()
         ttl = self.config.run_token_ttl or max(60.0, deadline - now + 60.0)
-        return self.authority.issue(agent, now, ttl, run_id=run_id)
+        return self.signing_authority.issue(agent, now, ttl, run_id=run_id)
 
     def verify(self, token: str) -> Claims:
         return self.authority.verify(token, self.clock.now())
@@ -180,6 +242,17 @@ class AgentAuth:
         token, to that very run)."""
         if claims.sub != run_agent_id or (claims.run is not None and claims.run != run_id):
             raise NotYourRun(f"run {run_id} does not belong to agent {claims.sub}")
+
+    def superseded_file(self, agent: Agent) -> bool:
+        """True when the agent's token file holds its own long-lived token of an earlier token
+        version: revoked by a rotation whose new file was never written, or by the agent
+        leaving the config and coming back. Replacing such a file grants nothing the old
+        token had lost."""
+        try:
+            claims = self.verify(read_token_file(self.config.token_dir, agent.id))
+        except TokenInvalid:
+            return False
+        return claims.sub == agent.id and claims.run is None and claims.tv < agent.token_version
 
     def check_file(self, agent: Agent) -> TokenInvalid | None:
         """Why the agent's token file would be refused, or None when it verifies."""

@@ -27,7 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.auth.secretfile import loose_permissions, write_secret
+from core.auth.secretfile import link_target, loose_permissions, write_secret
 from core.errors import KeyRingError
 
 if TYPE_CHECKING:
@@ -229,11 +229,9 @@ class KeyRing:
     @classmethod
     def load(cls, path: Path) -> KeyRing:
         try:
-            if loose_permissions(path):
-                raise KeyRingError(
-                    f"{path}: the key ring is readable or writable by other users; fix it with "
-                    f"`chmod 600 {path}`."
-                )
+            problem = keyring_problem(path)
+            if problem is not None:
+                raise KeyRingError(problem)
             raw = json.loads(path.read_text())
         except FileNotFoundError:
             raise KeyRingError(
@@ -269,6 +267,9 @@ class KeyRing:
         return cls(path, keys)
 
     def save(self) -> None:
+        target = link_target(self.path)
+        if target is not None:  # replacing the link would leave its target with the old keys
+            raise KeyRingError(_link_problem(self.path, target))
         doc = {"version": FORMAT_VERSION, "keys": [k.to_json() for k in self.keys]}
         write_secret(self.path, json.dumps(doc, indent=2) + "\n")
 
@@ -317,6 +318,33 @@ class KeyRing:
         self._keys[kid] = replace(key, verify_until=until)
         self.save()
         return True
+
+
+def keyring_problem(path: Path) -> str | None:
+    """Why the key ring file at `path` must not be used as it is, with the fix; None when fine.
+
+    A symbolic link is refused rather than followed: every save replaces the file atomically,
+    which would replace the link with a regular file and leave its target (which another
+    process, a backup or a second link may still read) with the old keys: one key ring split
+    in two. Raises FileNotFoundError when there is no file at all.
+    """
+    target = link_target(path)
+    if target is not None:
+        return _link_problem(path, target)
+    if loose_permissions(path):
+        return (
+            f"{path}: the key ring is readable or writable by other users; fix it with "
+            f"`chmod 600 {path}`."
+        )
+    return None
+
+
+def _link_problem(path: Path, target: Path) -> str:
+    return (
+        f"{path}: the key ring is a symbolic link to {target}; a rotation would replace the "
+        f"link with a new file and leave {target} with the old keys. Point auth.keyring at "
+        f"the real file ({target}) instead of the link."
+    )
 
 
 def _text(v: object) -> str:

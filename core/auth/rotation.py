@@ -161,7 +161,7 @@ def _issue_and_check(
 ) -> list[AgentCheck]:
     # No fsync per file: one fsync of the folder at the end makes the renames durable, and
     # each file is still replaced atomically (10,000 agents rotate in seconds, not minutes).
-    authority, now, ttl = auth.authority, auth.clock.now(), auth.config.token_ttl
+    authority, now, ttl = auth.signing_authority, auth.clock.now(), auth.config.token_ttl
     unwritten: dict[str, AgentCheck] = {}
     for agent in agents:
         token = authority.issue(agent, now, ttl)
@@ -308,6 +308,8 @@ async def rotate_agent(
     """Revoke one agent's token (version bump: its old token and run tokens die at once) and
     issue it a new one."""
     agent = await service.agent(agent_id)
+    # Before the old token is revoked: an agent must never be left with no token that works.
+    auth.check_can_sign()
     now = service.clock.now()
     async with service.db.write() as conn:
         await agent_store.revoke_tokens(conn, agent.id)
@@ -322,7 +324,7 @@ async def rotate_agent(
 
 
 def _issue_missing(auth: AgentAuth, agents: Sequence[Agent]) -> list[str]:
-    missing = [a for a in agents if not auth.token_file(a.id).exists()]
+    missing = [a for a in agents if not auth.token_file(a.id).exists() or auth.superseded_file(a)]
     for agent in missing:
         auth.issue(agent, fsync=False)
     if missing:
@@ -331,8 +333,10 @@ def _issue_missing(auth: AgentAuth, agents: Sequence[Agent]) -> list[str]:
 
 
 async def issue_missing(auth: AgentAuth, agents: Sequence[Agent]) -> list[str]:
-    """Write a token file for every agent that has none (a new agent in the config); never
-    touches an existing file, so a broken one still shows up in the self-test."""
+    """Write a token file for every agent that has none (a new agent in the config) or whose
+    file holds its own token of an earlier token version (an agent removed from the config and
+    added again, a `/rotate AGENT` whose write failed). Never touches any other file, so a
+    broken one still shows up in the self-test."""
     return await asyncio.to_thread(_issue_missing, auth, agents)
 
 
@@ -349,6 +353,7 @@ class AuthWatch:
         self.service = service
         self.last: AuthReport | None = None
         self._tested_kid = ""
+        self._file_problems: list[str] = []
 
     async def startup(self) -> AuthReport:
         """Finish a rotation a crash interrupted, issue tokens to agents new in the config,
@@ -356,7 +361,11 @@ class AuthWatch:
         await recover(self.auth, self.service)
         written = await issue_missing(self.auth, await self.service.agents())
         if written:
-            log.info("issued token files for %d new agent(s): %s", len(written), ", ".join(written))
+            log.info(
+                "issued token files for %d new or re-added agent(s): %s",
+                len(written),
+                ", ".join(written),
+            )
         return await self.self_test("startup")
 
     async def self_test(self, why: str) -> AuthReport:
@@ -374,7 +383,23 @@ class AuthWatch:
         await record(self.service, agents, report)
         return report
 
+    def check_files(self) -> bool:
+        """Log an error, with its fix, for each problem of the key ring file and the token
+        folder on disk; False when the key ring must not be used (nothing is signed with it
+        then). Startup refuses the same problems: this finds those that arose since."""
+        problems = self.auth.problems()
+        for problem in problems:
+            log.error("auth files: %s", problem)
+        if self._file_problems and not problems:
+            log.info("auth files: the key ring and the token folder are fine again")
+        self._file_problems = problems
+        return self.auth.keyring.problem() is None
+
     async def tick(self) -> None:
+        # Permissions are checked every minute, not only at start: a key ring chmod-ed open
+        # or swapped for a link while the fleet runs is named in the log within a minute.
+        if not await asyncio.to_thread(self.check_files):
+            return  # rotations and retirement would write the key ring: not while it is unsafe
         # A rotation killed in another process (or in this one) is finished here, within a
         # minute, long before the previous key's grace ends.
         recovered = await recover(self.auth, self.service)

@@ -57,6 +57,18 @@ def loose_permissions(path: Path) -> bool:
     return bool(mode & 0o077)
 
 
+def writable_by_others(folder: Path) -> bool:
+    """True when group or others may create, replace or delete files in `folder`."""
+    return bool(stat.S_IMODE(folder.stat().st_mode) & 0o022)
+
+
+def link_target(path: Path) -> Path | None:
+    """Where `path` points when it is a symbolic link itself (not one of its parents)."""
+    if not path.is_symlink():
+        return None
+    return path.resolve()
+
+
 def _open_lock(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)

@@ -20,7 +20,7 @@ from core.auth.agent_auth import AgentAuth
 from core.clock import Clock
 from core.config import RuntimeConfig
 from core.engine.heartbeat import Beat, Heartbeat
-from core.errors import AgentFailure
+from core.errors import AgentFailure, FleetbotError
 from core.events import Event, IssueAssigned, RunEnded, WakeRequested
 from core.models import Agent, HeartbeatOutcome, RunStatus
 from core.runtimes import build_runtime
@@ -200,7 +200,17 @@ class Scheduler:
     async def _dispatch(self, beat: Beat, reason: str = "heartbeat") -> None:
         assert beat.run is not None and beat.issue is not None
         agent, run, issue = beat.agent, beat.run, beat.issue
-        token = self.auth.run_token(agent, run.id, run.deadline) if self.auth else ""
+        try:
+            token = self.auth.run_token(agent, run.id, run.deadline) if self.auth else ""
+        except FleetbotError as exc:  # e.g. a key ring that became unsafe: sign nothing
+            log.error("run %s of %s: no run token: %s", run.id[:8], agent.id, exc.message)
+            await self.service.runs.fail(
+                run.id,
+                AgentFailure(
+                    f"fleetbot could not sign a run token: {exc.message}", code="run_token_refused"
+                ),
+            )
+            return
         job = Dispatch(
             run_id=run.id,
             agent_id=agent.id,

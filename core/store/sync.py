@@ -2,7 +2,9 @@
 
 A role set by an operator with /role (`role_set_by`) wins over the config, and so do the skills
 of that role. An agent's next heartbeat never moves later than one interval from now, so a
-shorter interval in the config takes effect at once.
+shorter interval in the config takes effect at once. An agent that comes back after it left
+the config gets a new token version: every token it held before it left stays revoked (the
+next `issue_missing` writes it a new token file).
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ async def sync(conn: aiosqlite.Connection, config: Config, now: float) -> None:
                 "heartbeat_seconds), heartbeat_seconds = excluded.heartbeat_seconds, "
                 "skills = excluded.skills, max_turns = excluded.max_turns, "
                 "run_timeout_seconds = excluded.run_timeout_seconds, "
-                "runtime = excluded.runtime, deleted_at = NULL",
+                "runtime = excluded.runtime, deleted_at = NULL, "
+                "token_version = agents.token_version + "
+                "CASE WHEN agents.deleted_at IS NULL THEN 0 ELSE 1 END",
                 (
                     *(a.id, c.id, a.name or a.id.title(), a.role, a.reports_to, now),
                     *(a.model or d.model, heartbeat, now + heartbeat, json.dumps(skills)),

@@ -52,8 +52,11 @@ class Exec:
 
 @dataclass(frozen=True, slots=True)
 class Fail:
-    """Answer with an HTTP error. OpenClaw treats a 400 as a bad request it must not retry (the
-    turn fails at once); 5xx and 429 it retries for a minute or more."""
+    """Answer with an HTTP error and an OpenAI error body. How OpenClaw 2026.9.6 takes it:
+    400 (or 422): a bad request, not retried; the turn fails within a second, reported as "LLM
+    request failed: provider rejected the request schema or tool payload.". 5xx and 429: retried
+    for 90 s or more before the turn fails. Never 401 or 403 on a shared gateway: OpenClaw then
+    disables the provider's key for about a minute, and every turn fails without a call."""
 
     status: int = 400
     message: str = "the fake model refuses this request (scripted failure)"
@@ -111,7 +114,6 @@ class FakeModel:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Self:
         if self._server is not None:
             return self
@@ -149,7 +151,6 @@ class FakeModel:
         """What OpenClaw's provider config takes as `baseUrl`."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    # -- scripting and the log ------------------------------------------------------------
     def scenario(self, *steps: Step, tag: str | None = None) -> str:
         """Register `steps` under a fresh tag (or `tag`) and return it."""
         if not steps:
@@ -169,18 +170,6 @@ class FakeModel:
         (retries of a failed step-0 call are the same turn, so only answered ones count)."""
         return sum(1 for c in self.calls(tag) if c.step == 0 and c.status == 200)
 
-    def wait_for(self, tag: str, count: int = 1, timeout: float = 60.0) -> list[Call]:
-        """Block until `count` answered calls of `tag` exist; return them."""
-        end = time.monotonic() + timeout
-        while True:
-            done = [c for c in self.calls(tag) if c.final_chunk_at is not None]
-            if len(done) >= count:
-                return done
-            if time.monotonic() > end:
-                raise TimeoutError(f"the fake model saw {len(done)} answered calls of {tag}")
-            time.sleep(0.05)
-
-    # -- answering ------------------------------------------------------------------------
     def _tags(self) -> list[str]:
         with self._lock:
             return list(self._scenarios)
@@ -238,28 +227,13 @@ class FakeModel:
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Chat messages, or Responses API input items mapped onto them."""
-    if isinstance(body.get("messages"), list):
-        return [m for m in body["messages"] if isinstance(m, dict)]
-    items = body.get("input")
-    if isinstance(items, str):
-        return [{"role": "user", "content": items}]
-    out: list[dict[str, Any]] = []
-    for item in items if isinstance(items, list) else []:
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") == "function_call":
-            out.append({"role": "assistant", "tool_calls": [item]})
-        elif item.get("type") == "function_call_output":
-            out.append({"role": "tool", "content": item.get("output")})
-        elif item.get("role"):
-            out.append({"role": item["role"], "content": item.get("content")})
-    return out
+    messages = body.get("messages")
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
 
 
 def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
     """Roughly four characters a token, so usage grows with the prompt as a real model's does."""
-    prompt = max(1, len(json.dumps(body.get("messages") or body.get("input") or "")) // 4)
+    prompt = max(1, len(json.dumps(body.get("messages") or "")) // 4)
     completion = max(1, len(text) // 4)
     return {
         "prompt_tokens": prompt,
@@ -364,8 +338,8 @@ def _handler(model: FakeModel) -> type[BaseHTTPRequestHandler]:
             model._record(call)
             try:
                 answer = model.answer(call)
-            except Exception as exc:  # a broken scenario function: fail the call visibly
-                answer = Fail(500, f"the fake model's scenario raised {exc!r}", "server_error")
+            except Exception as exc:  # a broken scenario: fail the turn at once (400)
+                answer = Fail(400, f"the fake model's scenario raised {exc!r}")
             call.answer = answer
             if answer.delay:
                 time.sleep(answer.delay)

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from tests.e2e import protocol
-from tests.e2e.conftest import E2E_TIMEOUT, Gateway
+from tests.e2e.conftest import E2E_TIMEOUT
 from tests.e2e.fake_model import Exec, Fail, Reply
+from tests.e2e.gateway import Gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(E2E_TIMEOUT)]
 

@@ -241,6 +241,10 @@ class GatewayConnection:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2)
+            # A peer that never answers the close (a stalled proxy, a dying gateway) must not
+            # keep the socket: drop it whatever state the handshake reached.
+            with contextlib.suppress(Exception):
+                ws.transport.abort()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(BaseException):

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test run, from a clean clone with nothing but Python (and npm, for the real-OpenClaw
+# suite) installed: what `.ci/run` runs and the README's test command. Each step prints a
+# header; the first one that fails stops the run. The last line is the real-OpenClaw suite's
+# pytest summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() {
+    printf '\n=== %s\n' "$*"
+}
+
+# pip's output without the machine's notes on find-links folders that do not exist.
+quiet_pip() {
+    local out code=0
+    out=$("$@" 2>&1) || code=$?
+    if [ -n "$out" ]; then
+        grep -v '^WARNING: Location' <<< "$out" || true
+    fi
+    return "$code"
+}
+
+step "virtualenv and test tools (.venv, pip install -e '.[test]')"
+python3 -m venv .venv
+quiet_pip .venv/bin/pip install -q -e '.[test]'
+
+step "ruff format --check"
+.venv/bin/ruff format --check .
+
+step "ruff check"
+.venv/bin/ruff check .
+
+step "mypy"
+.venv/bin/mypy
+
+step "unit suite (pytest -n 2)"
+.venv/bin/pytest -n 2
+
+step "wheel (scripts/check_wheel.sh)"
+bash scripts/check_wheel.sh
+
+step "OpenClaw gateway from npm (scripts/install_openclaw.sh)"
+bash scripts/install_openclaw.sh
+
+step "real-OpenClaw suite (pytest -m e2e tests/e2e)"
+code=0
+.venv/bin/pytest -m e2e tests/e2e -p no:randomly || code=$?
+if [ "$code" -eq 5 ]; then
+    echo "test.sh: the real-OpenClaw suite collected no tests; that is a failure, not a pass" >&2
+    exit 1
+fi
+exit "$code"
