@@ -26,8 +26,10 @@ USER fleetbot
 VOLUME ["/data"]
 EXPOSE 8080
 
+# The check follows the port of FLEETBOT_API__LISTEN (change it with -e, not in config.yaml:
+# the env override wins over the file, so both the server and this check read the same value).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"
+    CMD python -c "import os, sys, urllib.request; port = os.environ.get('FLEETBOT_API__LISTEN', ':8080').rsplit(':', 1)[1]; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"
 
 ENTRYPOINT ["fleetbot"]
 CMD ["run"]
