@@ -5,7 +5,8 @@ fleet of the field notes. Some agents misbehave on purpose so every kind of aler
 the first few minutes: Bishop fails or gets blocked now and then, Dallas always fails (his issue
 is retried, then blocked), Kane hangs (silent, stuck, timed out), Lambert's endpoint is down
 (runtime unreachable), Ash's token was signed with the wrong key (unauthenticated), Ripley has a
-tiny budget, and Matrix has no work at all (empty queue). You are the owner, chatting in the terminal.
+tiny budget, and Matrix has no work at all (empty queue). You are the owner, chatting in the
+terminal.
 """
 
 from __future__ import annotations
