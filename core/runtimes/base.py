@@ -16,14 +16,28 @@ releases what the kind owns (its `_close()`: an HTTP client, live child processe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from core.config import SecretRef
 from core.errors import AgentFailure
 from core.models import RunOutcome
+
+SECRET_MISSING = "runtime_secret_missing"
+
+
+def read_secret(ref: SecretRef, env: Mapping[str, str], what: str, note: str = "") -> str:
+    """The secret `ref` points at, read now so a rotated file is picked up without a restart;
+    AgentFailure naming where to put it if it is empty or missing."""
+    value = ref.resolve(env)
+    if value is None:
+        raise AgentFailure(
+            f"{what} is empty or missing; put it in {ref.describe()}{note}.", code=SECRET_MISSING
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from core.config import HttpRuntime
 from core.errors import AgentBadReply
 from core.models import RunOutcome
-from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult, Probe
+from core.runtimes.base import ACCEPTED, SECRET_MISSING, Dispatch, DispatchResult, Probe
 from core.runtimes.webhook import (
-    SECRET_MISSING,
     WebhookRuntime,
     bad_status,
     excerpt,

@@ -41,11 +41,10 @@ import httpx
 
 from core.config import HttpRuntime, OpenClawRuntime, SecretRef
 from core.errors import AgentBadReply, AgentBadStatus, AgentFailure, AgentTimeout, AgentUnreachable
-from core.runtimes.base import Dispatch, Probe, Runtime
+from core.runtimes.base import Dispatch, Probe, Runtime, read_secret
 
 MAX_BODY = 64 * 1024  # an answer is tiny; never buffer whatever a broken agent streams
 EXCERPT_CHARS = 200
-SECRET_MISSING = "runtime_secret_missing"
 UNREACHABLE = "runtime_unreachable"
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 BACKOFF_FIRST = 0.5
@@ -155,15 +154,7 @@ class WebhookRuntime(Runtime, Generic[ConfigT]):
         await self._client.aclose()
 
     def _secret(self, ref: SecretRef, what: str, note: str = "") -> str:
-        """The secret `ref` points at, read now so a rotated file is picked up without a
-        restart; AgentFailure naming where to put it if it is empty or missing."""
-        value = ref.resolve(self._env)
-        if value is None:
-            raise AgentFailure(
-                f"{what} is empty or missing; put it in {ref.describe()}{note}.",
-                code=SECRET_MISSING,
-            )
-        return value
+        return read_secret(ref, self._env, what, note)
 
     def _time_left(self, job: Dispatch, who: str) -> float:
         """Seconds until the run's deadline; AgentTimeout if it has already passed."""

@@ -30,10 +30,17 @@ from typing import Any
 
 from core.config import OpenClawRuntime
 from core.errors import AgentFailure, AgentTimeout, AgentUnreachable
-from core.runtimes.base import Dispatch, DispatchResult, Probe, Runtime, TurnUsage
+from core.runtimes.base import (
+    Dispatch,
+    DispatchResult,
+    Probe,
+    Runtime,
+    TurnUsage,
+    read_secret,
+)
 from core.runtimes.openclaw.protocol import GatewayClosed, GatewayConnection, GatewayError, ws_url
 from core.runtimes.wake import wake_message
-from core.runtimes.webhook import SECRET_MISSING, public_url
+from core.runtimes.webhook import public_url
 
 log = logging.getLogger(__name__)
 
@@ -225,15 +232,12 @@ class OpenClawGatewayRuntime(Runtime):
         )
 
     def _token(self) -> str:
-        ref = self._config.token_ref()
-        token = ref.resolve(self._env)  # per dispatch, so a rotated token file is picked up
-        if not token:
-            raise AgentFailure(
-                f"the gateway token for {self._where} is empty or missing; put it in "
-                f"{ref.describe()} (it must equal gateway.auth.token in the gateway's config).",
-                code=SECRET_MISSING,
-            )
-        return token
+        return read_secret(
+            self._config.token_ref(),
+            self._env,
+            f"the gateway token for {self._where}",
+            " (it must equal gateway.auth.token in the gateway's config)",
+        )
 
     def _connect(self, token: str) -> GatewayConnection:
         return GatewayConnection(self._config.url, token, timeout=self._config.timeout)

@@ -26,10 +26,9 @@ import httpx
 
 from core.config import OpenClawRuntime
 from core.errors import AgentBadReply, AgentBadStatus, AgentFailure
-from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult, Probe
+from core.runtimes.base import ACCEPTED, SECRET_MISSING, Dispatch, DispatchResult, Probe
 from core.runtimes.wake import wake_message
 from core.runtimes.webhook import (
-    SECRET_MISSING,
     UNREACHABLE,
     WebhookRuntime,
     bad_status,
