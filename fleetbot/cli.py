@@ -384,11 +384,7 @@ def check_warnings(config: Config, env: Mapping[str, str]) -> list[str]:
     missing: dict[str, list[str]] = {}
     for company in config.companies:
         for agent in company.agents:
-            runtime = agent.runtime
-            refs = list(runtime.secret_headers.values()) if runtime.kind == "http" else []
-            if runtime.kind == "openclaw":
-                refs.append(runtime.token_ref())
-            for ref in refs:
+            for ref in agent.runtime.secret_refs():
                 if ref.resolve(env) is None:
                     missing.setdefault(ref.describe(), []).append(agent.id)
     for where, agents in missing.items():

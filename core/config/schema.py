@@ -301,6 +301,10 @@ class HttpRuntime(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     secret_headers: dict[str, SecretRef] = Field(default_factory=dict)
 
+    def secret_refs(self) -> list[SecretRef]:
+        """Every secret this runtime reads when it wakes an agent."""
+        return list(self.secret_headers.values())
+
 
 class OpenClawRuntime(_Model):
     kind: Literal["openclaw"]
@@ -332,6 +336,10 @@ class OpenClawRuntime(_Model):
             return SecretRef(file=self.token_file)
         return SecretRef(env=self.token_env)
 
+    def secret_refs(self) -> list[SecretRef]:
+        """Every secret this runtime reads when it wakes an agent."""
+        return [self.token_ref()]
+
 
 class ProcessRuntime(_Model):
     kind: Literal["process"]
@@ -339,6 +347,9 @@ class ProcessRuntime(_Model):
     cwd: Path | None = None
     env: dict[str, str] = Field(default_factory=dict)
     kill_grace: Seconds = 5
+
+    def secret_refs(self) -> list[SecretRef]:
+        return []  # a process gets its run token from fleetbot and nothing else
 
 
 class SimulatedRuntime(_Model):
@@ -351,6 +362,9 @@ class SimulatedRuntime(_Model):
     turns: int = Field(default=3, ge=0)
     cost_per_turn: float = Field(default=0.002, ge=0)
     seed: int | None = None
+
+    def secret_refs(self) -> list[SecretRef]:
+        return []
 
 
 RuntimeConfig = Annotated[
