@@ -13,14 +13,11 @@ from core.runtimes.base import Dispatch
 
 MAX_BODY_CHARS = 1500  # the issue text; the agent can read the whole issue through the API
 
+# Why the agent was woken, in its words; the other wake reasons of the design (answer, comment,
+# approval, planner, routine) get their line when the features that wake for them land.
 WHY = {
     "assigned": "This issue was just assigned to you.",
     "heartbeat": "This issue is waiting in your inbox.",
-    "answer": "The owner answered your question; the answer is in the issue's comments.",
-    "comment": "Someone commented on this issue.",
-    "approval": "The owner decided on your approval request; it is in the issue's comments.",
-    "planner": "Your company's queue is empty: file the next work.",
-    "routine": "This is a recurring routine.",
 }
 
 

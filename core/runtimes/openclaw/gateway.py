@@ -300,43 +300,41 @@ def _text(exc: BaseException) -> str:
     )
 
 
+def _dig(frame: object, *keys: str) -> Any:
+    """`frame[k1][k2]…`, or None where a step is missing or not an object: the gateway's
+    answers are read defensively, never trusted to have a shape."""
+    for key in keys:
+        if not isinstance(frame, dict):
+            return None
+        frame = frame.get(key)
+    return frame
+
+
 def _agent_meta(final: dict[str, Any] | None) -> dict[str, Any]:
-    payload = (final or {}).get("payload")
-    result = payload.get("result") if isinstance(payload, dict) else None
-    meta = result.get("meta") if isinstance(result, dict) else None
-    agent = meta.get("agentMeta") if isinstance(meta, dict) else None
-    return agent if isinstance(agent, dict) else {}
+    meta = _dig(final, "payload", "result", "meta", "agentMeta")
+    return meta if isinstance(meta, dict) else {}
 
 
 def _reply_text(waited: dict[str, Any], final: dict[str, Any] | None) -> str:
-    reply = waited.get("terminalReply")
-    if isinstance(reply, dict) and isinstance(reply.get("text"), str):
-        return str(reply["text"]).strip()
-    payload = (final or {}).get("payload")
-    result = payload.get("result") if isinstance(payload, dict) else None
-    parts = result.get("payloads") if isinstance(result, dict) else None
+    text = _dig(waited, "terminalReply", "text")
+    if isinstance(text, str):
+        return text.strip()
+    parts = _dig(final, "payload", "result", "payloads")
     if isinstance(parts, list):
         return "\n".join(str(p.get("text")) for p in parts if isinstance(p, dict) and p.get("text"))
     return ""
 
 
 def _final_error(final: dict[str, Any] | None) -> str:
-    if not final:
-        return ""
-    error = final.get("error")
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    payload = final.get("payload")
-    return str(payload.get("summary") or "") if isinstance(payload, dict) else ""
+    message = _dig(final, "error", "message")
+    return str(message or _dig(final, "payload", "summary") or "")
 
 
 def _usage(meta: dict[str, Any], waited: dict[str, Any]) -> TurnUsage | None:
     """Tokens and cost from the gateway's accounting; the model it really used."""
     usage = meta.get("usage")
-    receipt = waited.get("terminalReceipt")
-    effective = receipt.get("effective") if isinstance(receipt, dict) else None
-    provider = meta.get("provider") or (effective or {}).get("provider")
-    model_name = meta.get("model") or (effective or {}).get("model")
+    provider = meta.get("provider") or _dig(waited, "terminalReceipt", "effective", "provider")
+    model_name = meta.get("model") or _dig(waited, "terminalReceipt", "effective", "model")
     model = f"{provider}/{model_name}" if provider and model_name else (model_name or None)
     if not isinstance(usage, dict):
         return None if model is None else TurnUsage(0, 0, 0, 0.0, str(model))
