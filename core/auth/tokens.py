@@ -7,6 +7,7 @@ see core.auth.agent_auth.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,9 @@ class TokenAuthority:
         # API request's CPU. A hit still needs that very Key object (a rotation or retirement
         # replaces it) and is checked against `now` again; refusals are never cached.
         self._verified: dict[str, tuple[Claims, Key]] = {}
+        # Rotation verifies in worker threads (asyncio.to_thread) while the API verifies on
+        # the loop: evicting and inserting must not interleave (it raised KeyError once).
+        self._cache_lock = threading.Lock()
 
     def issue(self, agent: Agent, now: float, ttl: float, run_id: str | None = None) -> str:
         key = self.keyring.active
@@ -138,9 +142,12 @@ class TokenAuthority:
         except (KeyError, TypeError):
             raise _fail(AuthReason.MALFORMED, "the token lacks fleetbot's claims") from None
         _in_time(claims, now)
-        if len(self._verified) >= VERIFIED_CACHE:
-            self._verified.pop(next(iter(self._verified)))  # the oldest entry
-        self._verified[token] = (claims, key)
+        with self._cache_lock:
+            while len(self._verified) >= VERIFIED_CACHE:
+                # The oldest entry; None because a thread that verified without the lock's
+                # help (an older build, a test) may have evicted it between the two calls.
+                self._verified.pop(next(iter(self._verified)), None)
+            self._verified[token] = (claims, key)
         return claims
 
     def resign(self, token: str, kids: Collection[str]) -> tuple[str, str] | None:

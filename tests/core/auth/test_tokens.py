@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 import pytest
 
+import core.auth.tokens as tokens_module
 from core.auth.agent_auth import AgentAuth, KeyRingFile
 from core.auth.keyring import KeyRing
 from core.auth.tokens import LEEWAY, TokenAuthority, read_token_file, write_token_file
@@ -304,3 +305,24 @@ def test_token_files_and_missing_file(tmp_path: Path, ring: KeyRing) -> None:
     write_token_file(auth.token_dir, "ripley", auth.run_token(agent, "r", NOW + 60))
     problem = auth.check_file(agent)
     assert problem is not None and problem.code == "revoked"
+
+
+class _EvictedUnderfoot(dict):  # type: ignore[type-arg]
+    """A cache whose oldest entry another thread evicts between `next(iter(...))` and `pop`:
+    the interleaving that raised KeyError when rotation verified in a worker thread."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for key in list(super().__iter__()):
+            super().pop(key, None)
+            yield key
+
+
+def test_a_full_cache_survives_an_eviction_by_another_thread(
+    authority: TokenAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens_module, "VERIFIED_CACHE", 2)
+    authority._verified = _EvictedUnderfoot()
+    for i in range(5):
+        token = authority.issue(_agent(), NOW + i, 30 * DAY)
+        assert authority.verify(token, NOW + 10).sub == "ripley"
+    assert len(authority._verified) <= 2
