@@ -18,7 +18,7 @@ from bot_helpers import (
     buttons,
     running_desk,
 )
-from conftest import force_status
+from stack_helpers import force_status
 from telegram.constants import ChatID
 
 from bot.roles import COMMANDS, Access, Role, button_need
@@ -46,6 +46,7 @@ VALID = {
     "mute": "/mute hicks 1h",
     "unmute": "/unmute hicks",
     "alerts": "/alerts",
+    "waiting": "/waiting",
     "costs": "/costs",
     "digest": "/digest",
 }
@@ -150,6 +151,7 @@ async def test_viewer_reads_but_cannot_act(desk: Desk) -> None:
         "agent",
         "issues",
         "alerts",
+        "waiting",
         "costs",
         "digest",
     }

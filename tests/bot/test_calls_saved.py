@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 
+from stack_helpers import Stack
+
 from bot.views import render
 from core.clock import ManualClock
 from core.reports.board import fleet_board
 from core.reports.costs import CostBook
-from tests.conftest import Stack
 
 
 async def test_status_and_costs_agree_on_calls_saved(stack: Stack, clock: ManualClock) -> None:

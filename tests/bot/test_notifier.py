@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from stack_helpers import config_data, make_auth
 from telegram import Bot
 from telegram.error import RetryAfter
 
@@ -28,7 +29,6 @@ from core.fleet import Fleet
 from core.service import FleetService
 from core.store.db import Database
 from offline_botapi.server import OfflineBotAPI
-from tests.conftest import config_data, make_auth
 
 OWNER, OTHER_OWNER = 1001, 1002
 GROUP = -4001  # aliens: a basic group (can migrate)

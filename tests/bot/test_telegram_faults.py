@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import force_status
+from stack_helpers import config_data, force_status, make_auth
 from telegram.ext import AIORateLimiter, ExtBot
 
 from bot.notifier import NOTIFIER_KEY, Notifier, start_notifier
@@ -31,7 +31,6 @@ from core.fleet import Fleet
 from core.models import AgentStatus
 from offline_botapi.server import OfflineBotAPI
 from tests.bot_helpers import ALIENS_CHAT, MATRIX_CHAT, OWNER, Desk, button_data, running_desk
-from tests.conftest import config_data, make_auth
 
 _HEAD = re.compile(r"#(\d+) ")
 

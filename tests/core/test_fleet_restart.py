@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from conftest import config_data, make_auth, open_stack
+from stack_helpers import config_data, make_auth, open_stack
 
 from core.clock import ManualClock
 from core.config import Config, parse_config

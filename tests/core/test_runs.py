@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Stack
+from stack_helpers import Stack
 
 from core.errors import (
     Conflict,

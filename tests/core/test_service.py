@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import config_data, force_status, make_auth
+from stack_helpers import config_data, force_status, make_auth
 
 from core.clock import ManualClock
 from core.config import Config, parse_config

@@ -17,8 +17,8 @@ from bot_helpers import (
     buttons,
     running_desk,
 )
-from conftest import force_status
 from hypothesis import given, strategies as st
+from stack_helpers import force_status
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.views import keyboards

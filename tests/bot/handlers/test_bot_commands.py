@@ -19,7 +19,7 @@ from bot_helpers import (
     buttons,
     running_desk,
 )
-from conftest import force_status
+from stack_helpers import force_status
 from telegram.ext import AIORateLimiter
 
 from bot.roles import COMMANDS

@@ -19,7 +19,7 @@ from bot_helpers import (
     buttons,
     running_desk,
 )
-from conftest import force_status
+from stack_helpers import force_status
 
 from core.alerting.book import AlertKind, AlertState
 from core.models import Agent, AgentStatus

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stack_helpers import config_data
 
 from core.alerting.book import AlertBook, AlertKind, AlertState, Finding, Fix
 from core.alerting.outbox import Outbox
@@ -17,7 +18,6 @@ from core.config import Config, parse_config
 from core.errors import AlertNotFound, Conflict, InvalidInput, NotFound
 from core.service import FleetService
 from core.store.db import Database
-from tests.conftest import config_data
 
 OWNER = 1001
 ALI_CHAT, MAT_CHAT = -1001, -1002

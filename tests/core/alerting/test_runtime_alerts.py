@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from stack_helpers import Stack, config_data, open_stack, raises
 
 from core.alerting.book import AlertBook, AlertKind, AlertState, Fix, Severity
 from core.alerting.outbox import Outbox
@@ -21,7 +22,6 @@ from core.errors import AgentUnreachable
 from core.models import Agent, AgentStatus
 from core.reports.costs import CostBook
 from core.runtimes.base import Dispatch, DispatchResult, Probe, Runtime
-from tests.conftest import Stack, config_data, open_stack, raises
 
 OWNER = 1001
 GATEWAY = "the OpenClaw gateway at ws://127.0.0.1:18789"

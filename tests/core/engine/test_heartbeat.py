@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from conftest import Stack, force_status, heartbeat_counts, make_auth, make_config, open_stack
+from stack_helpers import Stack, force_status, heartbeat_counts, make_auth, make_config, open_stack
 
 from core.auth.tokens import read_token_file, write_token_file
 from core.clock import ManualClock

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stack_helpers import Stack, config_data, finishes, open_stack, raises
+
 from core.alerting.book import AlertBook, AlertKind
 from core.alerting.outbox import Outbox
 from core.alerting.watchdog import Monitors
@@ -20,7 +22,6 @@ from core.errors import AgentFailure
 from core.models import Agent, AgentStatus, IssueStatus, RunOutcome, RunStatus
 from core.reports.costs import CostBook
 from core.runtimes.base import Dispatch, DispatchResult
-from tests.conftest import Stack, config_data, finishes, open_stack, raises
 
 
 def config(tmp_path: Path, **monitors: Any) -> Config:

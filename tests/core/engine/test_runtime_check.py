@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from stack_helpers import config_data
 
 from core.alerting.monitors import Snapshot, evaluate, find_runtime_unreachable
 from core.alerting.records import AlertKind, Severity
@@ -22,7 +23,6 @@ from core.engine.runtime_check import (
 from core.errors import AgentFailure
 from core.models import Agent, AgentStatus
 from core.runtimes.base import Dispatch, DispatchResult, Probe, Runtime
-from tests.conftest import config_data
 
 GATEWAY = "the OpenClaw gateway at ws://127.0.0.1:18789"
 ENDPOINT = "the agent at http://127.0.0.1:9/hook"

@@ -6,14 +6,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import Stack, finishes, make_config, open_stack, raises
+from stack_helpers import Stack, finishes, make_config, open_stack, raises
 
 from core.clock import ManualClock
 from core.config import SimulatedRuntime
+from core.engine import scheduler as scheduler_module
 from core.errors import AgentUnreachable, RunNotActive, TurnCapExceeded
 from core.events import RunEnded
 from core.models import AgentStatus, IssueStatus, RunOutcome, RunStatus
-from core.runtimes.base import Dispatch, DispatchResult
+from core.runtimes.base import Dispatch, DispatchResult, TurnUsage
 from core.runtimes.simulated import SimulatedAgentRuntime
 
 FOUR_HOURS = 4 * 3600
@@ -223,6 +224,66 @@ async def test_turn_cap_stops_the_run_and_cancels_its_dispatch(
         )
         assert (await s.service.agent("ali-cto")).status is AgentStatus.IDLE
         assert (await s.service.issue(issue.id)).lease_run_id is None
+
+
+async def _finish_from_the_api(s: Stack, job: Dispatch) -> None:
+    """The agent's `fleetbot agent finish`: a request the API serves in a task of its own."""
+    finish = s.service.finish_run(job.run_id, job.agent_id, RunOutcome.DONE, "shipped")
+    await asyncio.create_task(finish)
+
+
+async def test_a_turn_winds_down_after_the_agent_finishes_and_its_usage_counts(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A CLI agent calls finish, then says its last reply and prints what the turn cost: the
+    finish must not kill it, or that cost is never recorded."""
+    async with open_stack(tmp_path, clock) as s:
+        stopped: list[str] = []
+
+        async def finish_then_report(job: Dispatch) -> DispatchResult:
+            await _finish_from_the_api(s, job)
+            try:
+                await asyncio.sleep(0.05)  # the CLI's last model call
+            except asyncio.CancelledError:
+                stopped.append(job.run_id)
+                raise
+            return DispatchResult(finished=True, usage=TurnUsage(3, 1200, 80, 0.02, "cli-model"))
+
+        s.runtimes.behaviour = finish_then_report
+        issue = await s.service.file_issue(title="t", assignee="ali-cto", actor="o")
+        await asyncio.wait_for(s.scheduler.drain(), 5)
+        run = await s.service.runs.get(await _only_run(s, "ali-cto"))
+        assert stopped == []
+        assert (run.status, run.reason_code, run.summary) == (
+            RunStatus.SUCCEEDED,
+            "done",
+            "shipped",
+        )
+        assert (run.turns, run.input_tokens, run.output_tokens, run.cost) == (3, 1200, 80, 0.02)
+        assert (await s.service.issue(issue.id)).status is IssueStatus.DONE
+
+
+async def test_a_turn_that_goes_on_after_finish_is_stopped_after_the_wrap_up(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "WRAP_UP", 0.2)
+    async with open_stack(tmp_path, clock) as s:
+        stopped = asyncio.Event()
+
+        async def finish_then_hang(job: Dispatch) -> DispatchResult:
+            await _finish_from_the_api(s, job)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                stopped.set()
+            raise AssertionError("unreachable")
+
+        s.runtimes.behaviour = finish_then_hang
+        await s.service.file_issue(title="t", assignee="ali-cto", actor="o")
+        await asyncio.wait_for(s.scheduler.drain(), 5)
+        assert stopped.is_set(), "the turn outlived the wrap-up and was stopped"
+        run = await s.service.runs.get(await _only_run(s, "ali-cto"))
+        assert (run.status, run.reason_code) == (RunStatus.SUCCEEDED, "done")
 
 
 async def test_attempt_budget_blocks_the_issue_for_good(tmp_path: Path, clock: ManualClock) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from stack_helpers import Stack
+
 from core.clock import ManualClock
 from core.models import HeartbeatOutcome, RunOutcome
 from core.reports.costs import CostBook
-from tests.conftest import Stack
 
 
 async def run_with_usage(stack: Stack, agent_id: str, tokens: int, cost: float) -> None:
