@@ -41,6 +41,9 @@ class RunEnded:
     reason: str
     reason_code: str
     summary: str
+    # Ended by the agent's own finish call: its turn may still be wrapping up (a CLI's last
+    # reply and its usage report come after the call), so its runtime gets a moment to end.
+    by_agent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +56,46 @@ class SummaryPosted:
 
 @dataclass(frozen=True, slots=True)
 class WakeRequested:
+    """Beat the agent now. With `issue_id` the run should be on that issue if it is workable
+    (an answer, a comment), and `note` says why in one line (core.runtimes.base.Dispatch)."""
+
     agent_id: str
+    reason: str = "heartbeat"  # the wake reason: heartbeat, answer, approval, comment, …
+    issue_id: str | None = None
+    note: str = ""
 
 
-Event = IssueAssigned | AgentStatusChanged | RunEnded | SummaryPosted | WakeRequested
+@dataclass(frozen=True, slots=True)
+class QuestionAsked:
+    question_id: int
+    issue_id: str
+    company_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionAnswered:
+    question_id: int
+    issue_id: str
+    answered_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionCancelled:
+    question_id: int
+    issue_id: str
+
+
+QuestionEvent = QuestionAsked | QuestionAnswered | QuestionCancelled
+Event = (
+    IssueAssigned
+    | AgentStatusChanged
+    | RunEnded
+    | SummaryPosted
+    | WakeRequested
+    | QuestionAsked
+    | QuestionAnswered
+    | QuestionCancelled
+)
 Listener = Callable[[Event], None]
 
 

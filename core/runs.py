@@ -12,7 +12,7 @@ dispatched again, and recorded so the monitors raise recovery_loop.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiosqlite
 
@@ -31,11 +31,13 @@ from core.errors import (
 )
 from core.events import Event, EventBus, RunEnded, SummaryPosted
 from core.models import Agent, AgentStatus, Issue, IssueStatus, Run, RunOutcome, RunStatus
+from core.questions import cancel_open_in, waited_on
 from core.runtimes.base import DispatchResult
 from core.store import (
     agents as agent_store,
     audit,
     issues as issue_store,
+    questions as question_store,
     recovery as recovery_store,
     runs as run_store,
     summaries,
@@ -80,6 +82,12 @@ class _Ending:
     reason_code: str
     agent_status: AgentStatus  # what a `running` agent becomes
     issue_status: IssueStatus | None  # None: release the lease for a retry
+    # The agent's own verdict on the issue (done, failed, blocked): its open questions are moot.
+    closes_questions: bool = False
+    # Waiting on an answer: the issue keeps its status, the attempt is given back.
+    waiting: bool = False
+    # The agent's own finish call (not a runtime's report, a timeout or an operator).
+    by_agent: bool = False
 
 
 class RunBook:
@@ -215,7 +223,11 @@ class RunBook:
                 raise RunNotActive(
                     f"run {run_id} already ended ({run.status.value}: {run.reason or 'no reason'})"
                 )
-            await self._end(conn, run, _ending_for(outcome, summary), now, events, summary)
+            if outcome is RunOutcome.WAITING:
+                ending = _waiting(await waited_on(conn, run.issue_id), "the agent said so")
+            else:
+                ending = _ending_for(outcome, summary)
+            await self._end(conn, run, replace(ending, by_agent=True), now, events, summary)
         self.events.publish(*events)
         return await self.get(run_id)
 
@@ -252,7 +264,15 @@ class RunBook:
                 )
             if run.status is not RunStatus.RUNNING:
                 return
-            if result.outcome is None:
+            asked: list[int] = []
+            if result.outcome in (None, RunOutcome.WAITING) and run.issue_id is not None:
+                asked = await question_store.open_for_run(
+                    conn, run.issue_id, run.id, run.agent_id, run.started_at
+                )
+            if asked:
+                # It ended well with its question still open: it waits, as if it had said so.
+                ending = _waiting(asked[0], "the turn ended with its question open")
+            elif result.outcome in (None, RunOutcome.WAITING):
                 ending = _Ending(
                     RunStatus.SUCCEEDED,
                     result.reason or "the agent exited cleanly without reporting an outcome",
@@ -356,6 +376,9 @@ class RunBook:
                 events.append(changed)
         if run.issue_id is not None:
             await self._settle_issue(conn, run, ending, now)
+            if ending.closes_questions:
+                why = f"run {run.id[:8]} ended {ending.reason_code} before an answer"
+                await cancel_open_in(conn, run.issue_id, f"agent:{run.agent_id}", why, now, events)
         if summary.strip():
             summary_id = await summaries.add(
                 conn, run.agent_id, run.issue_id, run.id, "run", summary.strip(), now
@@ -370,6 +393,7 @@ class RunBook:
                 ending.reason,
                 ending.reason_code,
                 summary,
+                ending.by_agent,
             )
         )
         return True
@@ -378,6 +402,9 @@ class RunBook:
         self, conn: aiosqlite.Connection, run: Run, ending: _Ending, now: float
     ) -> None:
         assert run.issue_id is not None
+        if ending.waiting:
+            await issue_store.give_back(conn, run.issue_id, run.id, now)
+            return
         if ending.issue_status is None:
             # An operator's cancel is not the agent failing: it costs no attempt. A runtime
             # that stayed unreachable through the run's own retries does cost one, so a dead
@@ -433,13 +460,23 @@ class RunBook:
 
 
 def _ending_for(outcome: RunOutcome, summary: str) -> _Ending:
+    """The agent's verdict (not `waiting`, which needs an open question: _waiting)."""
     if outcome is RunOutcome.DONE:
-        return _Ending(RunStatus.SUCCEEDED, "done", "done", AgentStatus.IDLE, IssueStatus.DONE)
+        return _Ending(
+            RunStatus.SUCCEEDED, "done", "done", AgentStatus.IDLE, IssueStatus.DONE, True
+        )
     if outcome is RunOutcome.BLOCKED:
         why = summary.strip() or "the agent reported it is blocked"
-        return _Ending(RunStatus.SUCCEEDED, why, "blocked", AgentStatus.IDLE, IssueStatus.BLOCKED)
+        return _Ending(
+            RunStatus.SUCCEEDED, why, "blocked", AgentStatus.IDLE, IssueStatus.BLOCKED, True
+        )
     why = f"the agent reported failure: {summary.strip() or 'no summary given'}"
-    return _Ending(RunStatus.FAILED, why, "agent_failed", AgentStatus.IDLE, None)
+    return _Ending(RunStatus.FAILED, why, "agent_failed", AgentStatus.IDLE, None, True)
+
+
+def _waiting(question_id: int, how: str) -> _Ending:
+    why = f"waiting for an answer to Q{question_id} ({how})"
+    return _Ending(RunStatus.SUCCEEDED, why, "waiting", AgentStatus.IDLE, None, waiting=True)
 
 
 def _same_finish(run: Run, outcome: RunOutcome) -> bool:
@@ -447,5 +484,6 @@ def _same_finish(run: Run, outcome: RunOutcome) -> bool:
         RunOutcome.DONE: (RunStatus.SUCCEEDED, "done"),
         RunOutcome.BLOCKED: (RunStatus.SUCCEEDED, "blocked"),
         RunOutcome.FAILED: (RunStatus.FAILED, "agent_failed"),
+        RunOutcome.WAITING: (RunStatus.SUCCEEDED, "waiting"),
     }[outcome]
     return (run.status, run.reason_code) == expected

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test run, from a clean clone with nothing but Python (and npm, for the real-OpenClaw
-# suite) installed: what `.ci/run` runs and the README's test command. Each step prints a
-# header; the first one that fails stops the run. The last line is the real-OpenClaw suite's
+# and agent CLI suites) installed: what `.ci/run` runs and the README's test command. Each step
+# prints a header; the first one that fails stops the run. The last line is the real-OpenClaw suite's
 # pytest summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,17 @@ step "unit suite (pytest -n 2)"
 
 step "wheel (scripts/check_wheel.sh)"
 bash scripts/check_wheel.sh
+
+step "Claude Code and Codex from npm (scripts/install_agent_clis.sh)"
+bash scripts/install_agent_clis.sh
+
+step "real agent CLI suite (pytest -m e2e tests/agents)"
+code=0
+.venv/bin/pytest -m e2e tests/agents -p no:randomly || code=$?
+if [ "$code" -ne 0 ]; then
+    [ "$code" -eq 5 ] && echo "test.sh: the agent CLI suite collected no tests; that is a failure" >&2
+    exit 1
+fi
 
 step "OpenClaw gateway from npm (scripts/install_openclaw.sh)"
 bash scripts/install_openclaw.sh

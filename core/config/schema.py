@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from core.auth.keyring import EDDSA_MISSING, eddsa_available
+from core.config.process_checks import process_problem
 from core.durations import USAGE as DURATION_USAGE, duration_text, parse_duration
 
 # JSON keeps the unit, so a runtime stored as JSON (core.store.sync) validates again.
@@ -120,6 +121,9 @@ class TelegramConfig(_Model):
     webhook: WebhookConfig | None = None
     run_summaries: Literal["chat", "digest"] = "chat"
     digest_at: str = "09:00"
+    # Who may answer an agent's approval (Approve/Reject): owners only, or operators too.
+    # Plain questions: owners and operators always; viewers never.
+    approvers: Literal["owners", "operators"] = "owners"
 
     def token_ref(self) -> SecretRef:
         if self.token_file is not None:
@@ -343,13 +347,26 @@ class OpenClawRuntime(_Model):
 
 class ProcessRuntime(_Model):
     kind: Literal["process"]
-    command: list[str] = Field(min_length=1)
+    # A ready-made command for a coding-agent CLI (core/runtimes/presets.py); with one,
+    # `command` only names the program (default claude / codex) and `args` adds flags.
+    preset: Literal["claude-code", "codex"] | None = None
+    command: Annotated[list[str], Field(min_length=1)] | None = None
+    args: list[str] = Field(default_factory=list)
     cwd: Path | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, SecretRef] = Field(default_factory=dict)  # e.g. a model's API key
     kill_grace: Seconds = 5
 
+    @model_validator(mode="after")
+    def _runnable(self) -> ProcessRuntime:
+        problem = process_problem(self.preset, self.command, self.args, self.env, self.secret_env)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     def secret_refs(self) -> list[SecretRef]:
-        return []  # a process gets its run token from fleetbot and nothing else
+        """Every secret this runtime reads when it wakes an agent (besides the run token)."""
+        return list(self.secret_env.values())
 
 
 class SimulatedRuntime(_Model):

@@ -31,6 +31,10 @@ from core.store import issues as issue_store
 log = logging.getLogger(__name__)
 
 RuntimeFactory = Callable[[Agent], Runtime]
+MAX_PENDING = 20  # wakes with news kept per busy agent (one per issue)
+# Seconds a runtime may go on after the agent's own finish call: a CLI says its last reply and
+# prints its usage after the call, and stopping it at once would lose what the turn cost.
+WRAP_UP = 30.0
 _RUNTIME_CONFIG: TypeAdapter[RuntimeConfig] = TypeAdapter(RuntimeConfig)
 
 
@@ -56,6 +60,15 @@ class RuntimePool:
         for _, runtime in self._by_agent.values():
             await runtime.aclose()
         self._by_agent.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Wake:
+    """Why an agent is woken, and on which issue (a wake that found it busy keeps this)."""
+
+    reason: str = "heartbeat"
+    issue_id: str | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +99,9 @@ class Scheduler:
         self.wake_on_assign = wake_on_assign
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dispatches: dict[str, asyncio.Task[Any]] = {}
+        # Wakes with news (an answer, a comment) that found the agent in a run: they are
+        # delivered when that run ends instead of being lost to a busy heartbeat.
+        self._pending: dict[str, list[_Wake]] = {}
         self._aps: AsyncIOScheduler | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._closed = False
@@ -155,28 +171,54 @@ class Scheduler:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def wake(self, agent_id: str, reason: str = "heartbeat") -> None:
-        self._spawn(self._beat(agent_id, forced=True, reason=reason), f"wake:{agent_id}")
+    def wake(
+        self,
+        agent_id: str,
+        reason: str = "heartbeat",
+        *,
+        issue_id: str | None = None,
+        note: str = "",
+    ) -> None:
+        why = _Wake(reason, issue_id, note)
+        self._spawn(self._beat(agent_id, forced=True, why=why), f"wake:{agent_id}")
 
     def _on_event(self, event: Event) -> None:
         if self._closed:
             return
         if isinstance(event, WakeRequested):
-            self.wake(event.agent_id)
+            self.wake(event.agent_id, event.reason, issue_id=event.issue_id, note=event.note)
         elif isinstance(event, IssueAssigned) and self.wake_on_assign:
             self.wake(event.agent_id, "assigned")
         elif isinstance(event, RunEnded) and event.status is not RunStatus.RUNNING:
             task = self._dispatches.pop(event.run_id, None)
-            if task is not None and task is not asyncio.current_task():
+            if task is asyncio.current_task():
+                task = None
+            if task is not None and not event.by_agent:
                 task.cancel()  # the run is over (timeout, cap, cancel): stop its runtime
-            # Work queued behind this run should not wait for the next interval.
-            self._spawn(self._wake_if_work(event.agent_id), f"next:{event.agent_id}")
+                task = None
+            # Work queued behind this run should not wait for the next interval (nor overlap
+            # the turn of a run the agent finished while that turn winds down).
+            self._spawn(self._wake_if_work(event.agent_id, after=task), f"next:{event.agent_id}")
 
-    async def _wake_if_work(self, agent_id: str) -> None:
+    async def _wake_if_work(self, agent_id: str, *, after: asyncio.Task[Any] | None = None) -> None:
         """Beat the agent now if it has work it could start now; otherwise do nothing (a
-        beat with no work would be counted as a heartbeat that never was scheduled)."""
+        beat with no work would be counted as a heartbeat that never was scheduled). A wake
+        with news that found it busy goes first. `after`: the dispatch of a run the agent
+        finished itself, given WRAP_UP seconds to end on its own before it is stopped."""
+        if after is not None:
+            await asyncio.wait([after], timeout=WRAP_UP)
+            if not after.done():
+                log.info(
+                    "%s finished its run but its turn went on for %g s; stopped", agent_id, WRAP_UP
+                )
+                after.cancel()
+                await asyncio.gather(after, return_exceptions=True)
+        pending = self._pending.pop(agent_id, [])
         if await issue_store.has_workable(self.service.db.reader, agent_id, self.clock.now()):
-            await self._beat(agent_id, forced=True)
+            why = pending.pop(0) if pending else _Wake()
+            if pending:
+                self._pending[agent_id] = pending
+            await self._beat(agent_id, forced=True, why=why)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -184,20 +226,29 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _beat(self, agent_id: str, *, forced: bool, reason: str = "heartbeat") -> Beat | None:
+    async def _beat(self, agent_id: str, *, forced: bool, why: _Wake | None = None) -> Beat | None:
+        why = why or _Wake()
         try:
-            beat = await self.heartbeat.beat(agent_id, forced=forced)
+            beat = await self.heartbeat.beat(agent_id, forced=forced, prefer=why.issue_id)
         except Exception:
             log.exception("heartbeat of %s failed", agent_id)
             return None
+        if beat is not None and beat.outcome is HeartbeatOutcome.BUSY and why.note:
+            waiting = self._pending.setdefault(agent_id, [])
+            waiting[:] = [w for w in waiting if w.issue_id != why.issue_id][-(MAX_PENDING - 1) :]
+            waiting.append(why)  # the newest news about an issue replaces the older
         if beat is not None and beat.run is not None:
+            assert beat.issue is not None
+            if why.issue_id is not None and beat.issue.id != why.issue_id:
+                # Its issue could not be worked now: this run is an ordinary one.
+                why = _Wake()
             run_id = beat.run.id
-            task = self._spawn(self._dispatch(beat, reason), f"dispatch:{run_id[:8]}")
+            task = self._spawn(self._dispatch(beat, why), f"dispatch:{run_id[:8]}")
             self._dispatches[run_id] = task
             task.add_done_callback(lambda _t: self._dispatches.pop(run_id, None))
         return beat
 
-    async def _dispatch(self, beat: Beat, reason: str = "heartbeat") -> None:
+    async def _dispatch(self, beat: Beat, why: _Wake) -> None:
         assert beat.run is not None and beat.issue is not None
         agent, run, issue = beat.agent, beat.run, beat.issue
         try:
@@ -229,7 +280,8 @@ class Scheduler:
             max_turns=run.max_turns,
             skills=agent.skills,
             deadline=run.deadline,
-            wake_reason=reason,
+            wake_reason=why.reason,
+            wake_note=why.note,
             on_accepted=lambda external_id: self.service.runs.note_external_id(run.id, external_id),
         )
         try:

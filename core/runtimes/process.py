@@ -8,6 +8,10 @@ small tail buffers so a chatty child never blocks on a full pipe.
 The run token reaches the child as FLEETBOT_TOKEN, valid for this run only; the child is never told
 where a long-lived token lives. Exit 0 ends the run well: if the agent did not call `finish`, its
 last lines of stdout are the summary and the work goes to review. Any other exit fails the run.
+
+`command` may carry placeholders ({prompt}, {issue_id}, …), and a preset (core.runtimes.presets)
+supplies the whole command for a coding-agent CLI and reads its machine-readable output as it
+comes, for the reply, the usage and the session id.
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ import os
 import re
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from core.config import ProcessRuntime
 from core.errors import AgentFailure, AgentTimeout, ProcessFailed
-from core.runtimes.base import Dispatch, DispatchResult, Probe, Runtime
+from core.runtimes import presets
+from core.runtimes.base import Dispatch, DispatchResult, Probe, Runtime, read_secret
+from core.runtimes.presets import MAX_LINE, OutputParser, Report
 
 TAIL_BYTES = 4096
 LINE_CHARS = 200
@@ -78,11 +85,38 @@ class _Tail:
         return "\n".join(reversed(picked))
 
 
-async def _drain(stream: asyncio.StreamReader | None, tail: _Tail) -> None:
+class _Lines:
+    """Hands each complete line of a stream to a preset's parser; overlong lines are skipped."""
+
+    def __init__(self, parser: OutputParser) -> None:
+        self.parser = parser
+        self._part = bytearray()
+        self._skipping = False
+
+    def add(self, chunk: bytes) -> None:
+        *done, rest = chunk.split(b"\n")
+        for piece in done:
+            if not self._skipping and len(self._part) + len(piece) <= MAX_LINE:
+                self.parser.feed((self._part + piece).decode("utf-8", "replace"))
+            self._part.clear()
+            self._skipping = False
+        self._part += rest
+        if len(self._part) > MAX_LINE:
+            self._part.clear()
+            self._skipping = True
+
+    def close(self) -> Report:
+        self.add(b"\n")  # a last line without a newline
+        return self.parser.report()
+
+
+async def _drain(stream: asyncio.StreamReader | None, tail: _Tail, lines: _Lines | None) -> None:
     if stream is None:
         return
     while chunk := await stream.read(65536):
         tail.add(chunk)
+        if lines is not None:
+            lines.add(chunk)
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
@@ -106,13 +140,25 @@ class ProcessAgentRuntime(Runtime):
         self._config = config
         self._env = env
         self._clock = clock
-        self._name = config.command[0]
+        self._preset = presets.preset_of(config)
+        self._template = presets.command_template(config)
+        self._name = self._template[0]
         self._live: set[asyncio.subprocess.Process] = set()
 
+    def argv(self, job: Dispatch) -> list[str]:
+        """The command for `job`, its placeholders filled."""
+        return presets.fill(self._template, presets.placeholder_values(job, self._template))
+
     def child_env(self, job: Dispatch) -> dict[str, str]:
-        """The child's whole environment: nothing else of fleetbot's leaks into it."""
+        """The child's whole environment: nothing else of fleetbot's leaks into it. Raises
+        AgentFailure naming the place when a secret of `secret_env` is missing."""
         env = {key: self._env[key] for key in _BASE_ENV if key in self._env}
+        if self._preset is not None:
+            env.update(self._preset.env)
         env.update(self._config.env)
+        env["PATH"] = self._child_path()
+        for name, ref in self._config.secret_env.items():
+            env[name] = read_secret(ref, self._env, f"{name} for process {self._name}")
         env.update(
             FLEETBOT_API_URL=job.api_url,
             FLEETBOT_RUN_ID=job.run_id,
@@ -123,16 +169,27 @@ class ProcessAgentRuntime(Runtime):
             FLEETBOT_MAX_TURNS=str(job.max_turns),
             FLEETBOT_DEADLINE=str(job.deadline),
             FLEETBOT_WAKE_REASON=job.wake_reason,
+            FLEETBOT_WAKE_NOTE=job.wake_note,
         )
         return env
+
+    def _child_path(self) -> str:
+        """The child's PATH. A preset's agent must find `fleetbot` to report back, so the folder
+        of the fleetbot that runs this (a virtualenv's bin) goes first when it is there."""
+        path = self._config.env.get("PATH", self._env.get("PATH", os.defpath))
+        if self._preset is None:
+            return path
+        here = Path(sys.executable).parent
+        if not (here / presets.AGENT_COMMAND).is_file() or str(here) in path.split(os.pathsep):
+            return path
+        return os.pathsep.join([str(here), path]) if path else str(here)
 
     def executable(self) -> Path | None:
         """Where `command[0]` resolves for the child, as exec will find it; None if nowhere."""
         given = self._given()
         if given is not None:
             return given if given.is_file() and os.access(given, os.X_OK) else None
-        search = self._config.env.get("PATH", self._env.get("PATH", os.defpath))
-        found = shutil.which(self._name, path=search)
+        found = shutil.which(self._name, path=self._child_path())
         return Path(found) if found is not None else None
 
     def _given(self) -> Path | None:
@@ -159,6 +216,9 @@ class ProcessAgentRuntime(Runtime):
                 code=MISSING,
             )
         if self.executable() is not None:
+            missing = self._missing_needs()
+            if missing is not None:
+                return missing
             return Probe(ok=True, target=target)
         given = self._given()
         if given is not None and given.is_file():
@@ -175,6 +235,23 @@ class ProcessAgentRuntime(Runtime):
             )
         return Probe(ok=False, target=target, problem=problem, fix=fix, code=MISSING)
 
+    def _missing_needs(self) -> Probe | None:
+        """A failed probe if a preset's agent would not find what it reports back with."""
+        if self._preset is None:
+            return None
+        for needed in self._preset.needs:
+            if shutil.which(needed, path=self._child_path()) is None:
+                return Probe(
+                    ok=False,
+                    target=f"the command {self._name}",
+                    problem=f"{needed} is not on the PATH the {self._preset.name} agent gets, so "
+                    "it cannot report back",
+                    fix=f"Install fleetbot where the agent runs, or put the folder {needed} is in "
+                    "first on `env: {PATH: …}` in the agent's runtime config.",
+                    code=MISSING,
+                )
+        return None
+
     async def dispatch(self, job: Dispatch) -> DispatchResult:
         """Run the command until it exits or the deadline; raise on anything but exit 0."""
         self._check_open()
@@ -184,12 +261,14 @@ class ProcessAgentRuntime(Runtime):
                 f"run {job.run_id} reached its deadline before process {self._name} started; "
                 "check the run timeout and whether dispatches are queueing up."
             )
-        proc = await self._spawn(job)
+        argv = self.argv(job)
+        proc = await self._spawn(job, argv)
         self._live.add(proc)
         out, err = _Tail(), _Tail()
+        lines = _Lines(self._preset.parser(argv)) if self._preset is not None else None
         drains = [
-            asyncio.create_task(_drain(proc.stdout, out)),
-            asyncio.create_task(_drain(proc.stderr, err)),
+            asyncio.create_task(_drain(proc.stdout, out, lines)),
+            asyncio.create_task(_drain(proc.stderr, err, None)),
         ]
         try:
             try:
@@ -214,16 +293,25 @@ class ProcessAgentRuntime(Runtime):
         finally:
             self._live.discard(proc)
             await _settle(drains)
-        return self._verdict(proc, out, err, job)
+        report = lines.close() if lines is not None else Report()
+        return self._verdict(proc, out, err, job, report)
 
     def _verdict(
-        self, proc: asyncio.subprocess.Process, out: _Tail, err: _Tail, job: Dispatch
+        self,
+        proc: asyncio.subprocess.Process,
+        out: _Tail,
+        err: _Tail,
+        job: Dispatch,
+        report: Report,
     ) -> DispatchResult:
         code = proc.returncode
         if code == 0:
+            said = _clean(report.summary, job.token)
             return DispatchResult(
                 finished=True,
-                summary=out.last_lines(job.token, SUMMARY_CHARS),
+                summary=_cut(said) if said else out.last_lines(job.token, SUMMARY_CHARS),
+                usage=report.usage,
+                external_id=report.external_id,
                 reason=EXITED,
                 reason_code="exited",
             )
@@ -238,10 +326,14 @@ class ProcessAgentRuntime(Runtime):
                 how = f"was killed by signal {-code}"
         else:
             how = f"exited with code {code}"
-        last = err.last_line(job.token) or "(nothing on stderr)"
+        last = (
+            _cut(_clean(report.error, job.token, one_line=True), LINE_CHARS)
+            or err.last_line(job.token)
+            or "(nothing on stderr)"
+        )
         raise ProcessFailed(f"process {self._name} {how}: {last}")
 
-    async def _spawn(self, job: Dispatch) -> asyncio.subprocess.Process:
+    async def _spawn(self, job: Dispatch, argv: list[str]) -> asyncio.subprocess.Process:
         cwd = self._config.cwd
         if cwd is not None and not cwd.is_dir():
             raise ProcessFailed(
@@ -250,7 +342,7 @@ class ProcessAgentRuntime(Runtime):
             )
         try:
             return await asyncio.create_subprocess_exec(
-                *self._config.command,
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -293,6 +385,18 @@ class ProcessAgentRuntime(Runtime):
     async def _close(self) -> None:
         """Stop every child still running."""
         await asyncio.gather(*(self._stop(proc) for proc in list(self._live)))
+
+
+def _clean(text: str, secret: str, *, one_line: bool = False) -> str:
+    """`text`'s non-empty lines, printable, `secret` redacted (joined by spaces if one_line)."""
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    lines = [" ".join(_UNPRINTABLE.sub(" ", line).split()) for line in text.splitlines()]
+    return (" " if one_line else "\n").join(line for line in lines if line)
+
+
+def _cut(text: str, limit: int = SUMMARY_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def _settle(drains: list[asyncio.Task[None]]) -> None:
