@@ -31,9 +31,10 @@ from telegram.request import BaseRequest
 
 from bot.access import NEW_MESSAGES, refusal
 from bot.desk import DESK_KEY, Desk, desk_of
-from bot.handlers import agents, alerts, auth, issues, overview
+from bot.handlers import agents, alerts, auth, issues, overview, questions
 from bot.handlers.buttons import on_button
 from bot.handlers.guided import build_form_handler
+from bot.handlers.replies import on_reply
 from bot.redaction import scrub
 from bot.roles import COMMANDS, Access, Role
 from core import Fleet
@@ -61,6 +62,7 @@ HANDLERS = {
     "mute": alerts.mute,
     "unmute": alerts.unmute,
     "alerts": alerts.alerts,
+    "waiting": questions.waiting,
     "costs": overview.costs,
     "digest": overview.digest,
 }
@@ -98,6 +100,10 @@ def build_application(
     for name, handler in HANDLERS.items():
         application.add_handler(CommandHandler(name, handler, filters=NEW_MESSAGES))
     application.add_handler(CallbackQueryHandler(on_button))
+    # A text reply to the bot's message about an issue or a question: talk to its agent.
+    application.add_handler(
+        MessageHandler(NEW_MESSAGES & filters.REPLY & filters.TEXT & ~filters.COMMAND, on_reply)
+    )
     # Last in the group: only a command no handler above took reaches it.
     application.add_handler(MessageHandler(NEW_MESSAGES & filters.COMMAND, unknown_command))
     application.add_error_handler(on_error)

@@ -23,6 +23,12 @@ it in doubt and unsent (bench/crash_loop.py lost a message in most kills that wa
 waited, every other chat waited too. Now a row whose group is at its limit stays `pending` and
 is skipped for this round; the other chats' rows go on.
 
+Questions. A `question` alert goes out as the question's card (bot.views.questions): its choices
+as buttons, answered by a tap or a reply; a reminder is a fresh card saying so, and the answer
+edits every card into its answered form. Every new message that shows an issue (a summary, a
+run's summary, a question card) is linked to it in the store, so a reply to it is talk to that
+issue's agent (bot.handlers.replies).
+
 Backlogs. At the start of each drain the outbox folds any chat's backlog of new-alert messages
 (more than 3 waiting, the oldest for a minute: an outage, a flood) into one digest row
 (core.alerting.outbox, "Backlogs"). A digest is rendered from its alerts' state when it is sent
@@ -51,7 +57,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from aiolimiter import AsyncLimiter
 from telegram import Bot, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -64,6 +69,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.pacing import Pacer, Pacing
 from bot.redaction import scrub
 from bot.views.alerts import (
     alert_keyboard,
@@ -73,7 +79,21 @@ from bot.views.alerts import (
     render_summary,
 )
 from bot.views.html import esc
-from core import AlertBook, AlertNotFound, Clock, Fleet, Outbox, OutboxKind, OutboxRow
+from bot.views.questions import question_card
+from core import (
+    Alert,
+    AlertBook,
+    AlertKind,
+    AlertNotFound,
+    AlertState,
+    Clock,
+    Fleet,
+    FleetbotError,
+    FleetService,
+    Outbox,
+    OutboxKind,
+    OutboxRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +121,18 @@ def _chat_id(chat: str) -> int | str:
     return int(chat) if chat.lstrip("-").isdigit() else chat
 
 
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """What a sent message shows, so a reply to it reaches the right issue (or question)."""
+
+    kind: str
+    issue_id: str
+    question_id: int | None = None
+
+
+_Content = tuple[str, InlineKeyboardMarkup | None, _Link | None]
+
+
 @dataclass
 class DrainReport:
     sent: int = 0
@@ -110,44 +142,6 @@ class DrainReport:
     held_until: float | None = None
     paced: int = 0  # rows left for later: their group chat is at Telegram's limit
     errors: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Pacing:
-    """Telegram's flood limits (PTB's AIORateLimiter defaults): overall and per group chat."""
-
-    per_second: float = 30.0
-    per_group: float = 20.0
-    group_period: float = 60.0
-
-
-class _Pacer:
-    def __init__(self, pacing: Pacing) -> None:
-        self.pacing = pacing
-        self._all = AsyncLimiter(pacing.per_second, 1.0)
-        self._groups: dict[str, AsyncLimiter] = {}
-        # How soon a group at its limit has room again (the limiter leaks at this pace).
-        self.retry_in = pacing.group_period / pacing.per_group
-
-    def _group(self, chat: str) -> AsyncLimiter | None:
-        if not chat.startswith(("-", "@")):  # groups: negative ids and @names, as in PTB
-            return None
-        limiter = self._groups.get(chat)
-        if limiter is None:
-            p = self.pacing
-            limiter = self._groups[chat] = AsyncLimiter(p.per_group, p.group_period)
-        return limiter
-
-    def ready(self, chat: str) -> bool:
-        group = self._group(chat)
-        return group is None or group.has_capacity()
-
-    async def take(self, chat: str) -> None:
-        """Count one message to `chat` (after `ready`: the group part does not wait)."""
-        group = self._group(chat)
-        if group is not None:
-            await group.acquire()
-        await self._all.acquire()
 
 
 class _Hold(Exception):
@@ -168,9 +162,13 @@ class Notifier:
         batch: int = 30,
         idle_poll: float = 5.0,
         pacing: Pacing | None = None,
+        service: FleetService | None = None,
     ) -> None:
         self.bot = bot
-        self._pacer = _Pacer(pacing) if pacing is not None else None
+        # Question alerts are sent as the question's card, and sent messages are linked to
+        # what they show (replies talk to the agent); without it, alerts render as alerts.
+        self.service = service
+        self._pacer = Pacer(pacing) if pacing is not None else None
         self._paced: set[int] = set()  # this drain's rows left for their chat's limit
         self.outbox = outbox
         self.alerts = alerts
@@ -283,7 +281,7 @@ class Notifier:
                 return
             await self._pacer.take(chat)
         try:
-            text, markup = await self._content(row, digest)
+            text, markup, link = await self._content(row, digest)
         except AlertNotFound:
             await self.outbox.dead(row.id, "the alert no longer exists")
             report.dropped += 1
@@ -301,13 +299,13 @@ class Notifier:
                 message_id = await self._send(chat, row.thread_id, text, markup)
                 await self.outbox.sent(row.id, message_id, chat)
                 report.sent += 1
+                if link is not None:
+                    await self._link(chat, message_id, link)
             self._network_failures = 0
         except TelegramError as exc:
             await self._failed(row, chat, exc, report)
 
-    async def _content(
-        self, row: OutboxRow, digest: OutboxRow | None = None
-    ) -> tuple[str, InlineKeyboardMarkup | None]:
+    async def _content(self, row: OutboxRow, digest: OutboxRow | None = None) -> _Content:
         now = self.clock.now()
         if digest is not None:
             alerts = []
@@ -316,20 +314,53 @@ class Notifier:
                     alerts.append(await self.alerts.get(int(alert_id)))
             if not alerts:
                 raise AlertNotFound("the digest's alerts are gone")
-            return render_digest(alerts, digest.company_id, now), digest_keyboard(alerts)
+            return render_digest(alerts, digest.company_id, now), digest_keyboard(alerts), None
         if row.kind in (OutboxKind.ALERT, OutboxKind.ALERT_EDIT):
             assert row.alert_id is not None
             alert = await self.alerts.get(row.alert_id)
-            return render_alert(alert, row.company_id, now), alert_keyboard(alert)
+            card = await self._question_card(alert, int(row.payload.get("seq", 1)))
+            if card is not None:
+                return card
+            return render_alert(alert, row.company_id, now), alert_keyboard(alert), None
         if row.kind is OutboxKind.SUMMARY:
             summary = await self.outbox.summary(int(row.payload["summary_id"]))
             if summary is None:
                 raise AlertNotFound("the summary is gone")
-            return render_summary(summary), None
+            issue_id = summary.get("issue_id")
+            kind = "run" if summary.get("source") == "run" else "summary"
+            return render_summary(summary), None, _Link(kind, issue_id) if issue_id else None
         # OutboxKind.TEXT, masked like summaries (bot.redaction): whatever queued it, no secret
         # leaves.
         text = scrub(str(row.payload["text"]))
-        return (text if row.payload.get("html") else esc(text)), None
+        return (text if row.payload.get("html") else esc(text)), None, None
+
+    async def _question_card(self, alert: Alert, seq: int) -> _Content | None:
+        """A question alert is the question's card: choices as buttons while it is open, and
+        Acknowledge (no more reminders) while it fires; a reminder says it is one."""
+        if alert.kind is not AlertKind.QUESTION or self.service is None:
+            return None
+        qid = next((m.question_id for m in alert.members if m.question_id is not None), None)
+        if qid is None:
+            return None
+        try:
+            q = await self.service.question(qid)
+        except FleetbotError:
+            return None
+        firing = alert.id if alert.state is AlertState.FIRING else None
+        text, markup = await question_card(self.service, q, self.clock.now(), alert_id=firing)
+        if seq > 1 and q.open:
+            text = f"⏰ <b>Still waiting on you</b> (reminder {seq - 1})\n{text}"
+        return text, markup, _Link("question", q.issue_id, q.id)
+
+    async def _link(self, chat: str, message_id: int, link: _Link) -> None:
+        if self.service is None:
+            return
+        try:
+            await self.service.link_message(
+                chat, message_id, link.kind, link.issue_id, link.question_id
+            )
+        except Exception:  # the message is out; only replies to it would miss their issue
+            log.exception("could not record what message %s in %s shows", message_id, chat)
 
     async def _send(
         self, chat: str, thread_id: int | None, text: str, markup: InlineKeyboardMarkup | None
@@ -440,7 +471,9 @@ async def start_notifier(app: Any, fleet: Fleet) -> Callable[[], Awaitable[None]
         # The same token, URL and connection pool, minus the rate limiter (see "Pacing").
         base_url = bot.base_url
         bot = Bot(bot.token, base_url=lambda _token: base_url, request=bot.request)
-    notifier = Notifier(bot, fleet.outbox, fleet.alerts, fleet.clock, pacing=Pacing())
+    notifier = Notifier(
+        bot, fleet.outbox, fleet.alerts, fleet.clock, pacing=Pacing(), service=fleet.service
+    )
     bot_data = getattr(app, "bot_data", None)
     if isinstance(bot_data, dict):
         bot_data[NOTIFIER_KEY] = notifier  # for handlers and tests that need its state

@@ -1,7 +1,8 @@
 """Who may do what: roles by Telegram user id, the command catalog, and what each button needs.
 
-Owners can do everything; operators everything but rotating tokens and changing roles; viewers
-only look; anyone else is a stranger. A leaf module (nothing from bot/), so the desk can hold an
+Owners can do everything; operators everything but rotating tokens, changing roles and (unless
+telegram.approvers says operators) answering approvals; viewers only look; anyone else is a
+stranger. A leaf module (nothing from bot/), so the desk can hold an
 `Access` and the guard in bot.access can build on the desk.
 """
 
@@ -12,7 +13,7 @@ from enum import IntEnum
 
 from telegram.constants import ChatID
 
-from core import TelegramConfig
+from core import QuestionKind, TelegramConfig
 
 # The sender of every message an anonymous group admin writes (Telegram's GroupAnonymousBot):
 # the group is in sender_chat and the person is hidden, so this id is nobody's and gets no role.
@@ -70,6 +71,9 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("unmute", "/unmute ID", "End a mute", Role.OPERATOR),
     Command("alerts", "/alerts", "Alerts firing now", Role.VIEWER),
+    Command(
+        "waiting", "/waiting", "Questions and approvals agents wait on, with buttons", Role.VIEWER
+    ),
     Command("costs", "/costs [company]", "LLM calls and spend this month", Role.VIEWER),
     Command("digest", "/digest", "The daily digest, now", Role.VIEWER),
 )
@@ -101,7 +105,19 @@ _BUTTON_NEEDS: dict[tuple[str, ...], Role] = {
     ("c", "reset_all"): Role.OPERATOR,
     ("c", "rotate_all"): Role.OWNER,
     ("f",): Role.OPERATOR,
+    # Answering needs the operator at least; an approval may need the owner, which the
+    # question handler looks up on the question itself (answer_need).
+    ("q", "show"): Role.VIEWER,
+    ("q", "ans"): Role.OPERATOR,
 }
+
+
+def answer_need(kind: QuestionKind, config: TelegramConfig) -> Role:
+    """Who may answer: a question, owners and operators; an approval, owners, or operators
+    too when telegram.approvers is `operators`."""
+    if kind is QuestionKind.APPROVAL and config.approvers == "owners":
+        return Role.OWNER
+    return Role.OPERATOR
 
 
 def button_need(kind: str, verb: str, arg: str = "", ident: str = "") -> Role:

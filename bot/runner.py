@@ -1,7 +1,8 @@
 """Runs the bot inside `fleetbot run`: same event loop as the core and the agent API.
 
 `async with BotRunner(fleet, env):` reads the bot token, builds the Application, publishes the
-command menu, starts long polling (or the webhook), starts the alert notifier, and on the way
+command menu, starts long polling (or the webhook), starts the alert notifier and the owners'
+pinned "waiting on you" cards, and on the way
 out stops all of it in reverse order, also when starting failed half-way or the body raised:
 each step it starts pushes its stop onto one AsyncExitStack.
 """
@@ -22,6 +23,7 @@ from telegram.request import BaseRequest
 from bot.app import App, build_application, register_commands
 from bot.notifier import start_notifier
 from bot.redaction import scrub
+from bot.waiting import start_pinned_cards
 from core import ConfigError, Fleet
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,7 @@ class BotRunner:
         await app.start()
         self._on_exit(app.stop)
         self._on_exit(await start_notifier(app, self.fleet))
+        self._on_exit(await start_pinned_cards(app, self.fleet))
         log.info("bot @%s running (%s)", app.bot.username, tg.mode)
 
     async def _start_webhook(self, app: App) -> None:

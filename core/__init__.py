@@ -87,6 +87,9 @@ if TYPE_CHECKING:
     )
     from core.events import (
         EventBus as EventBus,
+        QuestionAnswered as QuestionAnswered,
+        QuestionAsked as QuestionAsked,
+        QuestionCancelled as QuestionCancelled,
     )
     from core.fleet import (
         Fleet as Fleet,
@@ -101,12 +104,19 @@ if TYPE_CHECKING:
         Company as Company,
         Issue as Issue,
         IssueStatus as IssueStatus,
+        MessageLink as MessageLink,
+        Question as Question,
+        QuestionKind as QuestionKind,
+        QuestionStatus as QuestionStatus,
         Run as Run,
         RunOutcome as RunOutcome,
         RunStatus as RunStatus,
     )
     from core.queries import (
         IssueFilter as IssueFilter,
+    )
+    from core.questions import (
+        Talk as Talk,
     )
     from core.reports.activity import (
         CompanyActivity as CompanyActivity,
@@ -134,6 +144,14 @@ _WHERE: dict[str, tuple[str, str]] = {
     "Company": ("core.models", "Company"),
     "Issue": ("core.models", "Issue"),
     "IssueStatus": ("core.models", "IssueStatus"),
+    "MessageLink": ("core.models", "MessageLink"),
+    "Question": ("core.models", "Question"),
+    "QuestionKind": ("core.models", "QuestionKind"),
+    "QuestionStatus": ("core.models", "QuestionStatus"),
+    "QuestionAsked": ("core.events", "QuestionAsked"),
+    "QuestionAnswered": ("core.events", "QuestionAnswered"),
+    "QuestionCancelled": ("core.events", "QuestionCancelled"),
+    "Talk": ("core.questions", "Talk"),
     "Run": ("core.models", "Run"),
     "RunStatus": ("core.models", "RunStatus"),
     "RunOutcome": ("core.models", "RunOutcome"),
@@ -239,12 +257,19 @@ __all__ = [
     "KeyRing",
     "KeyRingFile",
     "ManualClock",
+    "MessageLink",
     "MonthCosts",
     "Mute",
     "Outbox",
     "OutboxKind",
     "OutboxRow",
     "OutboxState",
+    "Question",
+    "QuestionAnswered",
+    "QuestionAsked",
+    "QuestionCancelled",
+    "QuestionKind",
+    "QuestionStatus",
     "Run",
     "RunOutcome",
     "RunStatus",
@@ -252,6 +277,7 @@ __all__ = [
     "RuntimeReport",
     "Severity",
     "SystemClock",
+    "Talk",
     "TargetFailure",
     "TelegramConfig",
     "TokenAuthority",

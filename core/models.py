@@ -71,6 +71,23 @@ class RunOutcome(StrEnum):
     DONE = "done"
     FAILED = "failed"
     BLOCKED = "blocked"
+    # The agent asked a question about its issue and ends its run until it is answered: the run
+    # succeeds, the issue keeps its status, no attempt is spent (core.questions).
+    WAITING = "waiting"
+
+
+class QuestionKind(StrEnum):
+    QUESTION = "question"  # free text, or one of the choices; owners and operators answer
+    APPROVAL = "approval"  # Approve or Reject; owners answer (operators if configured)
+
+
+class QuestionStatus(StrEnum):
+    OPEN = "open"  # the issue waits on it: not workable, its alert reminds
+    ANSWERED = "answered"  # answered from the phone; the agent was woken with the answer
+    CANCELLED = "cancelled"  # the issue was finished or closed before anyone answered
+
+
+APPROVAL_CHOICES = ("Approve", "Reject")
 
 
 class HeartbeatOutcome(StrEnum):
@@ -176,3 +193,49 @@ class Run:
     summary: str
     last_progress_at: float
     external_id: str = ""  # the runtime's own id for the turn (OpenClaw's runId)
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """An agent's question about its issue (shown as `Q7`), answered from the phone."""
+
+    id: int
+    company_id: str
+    issue_id: str
+    agent_id: str
+    run_id: str | None
+    kind: QuestionKind
+    text: str
+    choices: tuple[str, ...]  # approval: ("Approve", "Reject"); free text: ()
+    status: QuestionStatus
+    answer: str | None
+    answered_by: str | None  # the actor, e.g. tg:123
+    asked_at: float
+    answered_at: float | None
+    answered_name: str = ""  # how the answerer is called (their Telegram name), for cards
+
+    @property
+    def ref(self) -> str:
+        return f"Q{self.id}"
+
+    @property
+    def open(self) -> bool:
+        return self.status is QuestionStatus.OPEN
+
+    @property
+    def answerer(self) -> str:
+        """`Ann (tg:123)`, or the actor alone when no name is known."""
+        who = self.answered_by or "someone"
+        return f"{self.answered_name} ({who})" if self.answered_name else who
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLink:
+    """Which issue (and question) a message the bot sent shows: what a reply to it is about."""
+
+    chat: str
+    message_id: int
+    kind: str  # summary, run, issue, question, pin
+    issue_id: str | None
+    question_id: int | None
+    created_at: float

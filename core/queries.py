@@ -19,7 +19,8 @@ from core.errors import (
     InvalidInput,
     IssueNotFound,
 )
-from core.models import Agent, Comment, Company, Issue, IssueStatus, Run
+from core.models import Agent, Comment, Company, Issue, IssueStatus, MessageLink, Question, Run
+from core.questions import Questions
 from core.reports.activity import CompanyActivity, fleet_activity
 from core.reports.board import CompanyBoard, fleet_board
 from core.runs import RunBook
@@ -28,6 +29,8 @@ from core.store import (
     audit,
     companies as company_store,
     issues as issue_store,
+    links as link_store,
+    questions as question_store,
     runs as run_store,
 )
 from core.store.db import Database
@@ -45,6 +48,7 @@ class IssueFilter:
 
 class FleetQueries:
     runs: RunBook  # set by FleetService, which owns the runs' write side
+    asked: Questions  # likewise, the questions' write side
 
     def __init__(self, db: Database, config: Config, clock: Clock) -> None:
         self.db = db
@@ -103,6 +107,28 @@ class FleetQueries:
 
     async def comments(self, issue_id: str) -> list[Comment]:
         return await issue_store.comments(self.db.reader, issue_id)
+
+    async def question(self, question_id: int | str) -> Question:
+        """One question by id (`Q7` or 7); NotFound `question_not_found` if there is none."""
+        return await self.asked.get(question_id)
+
+    async def questions(self, issue_id: str) -> list[Question]:
+        """The issue's questions, oldest first."""
+        return await question_store.for_issue(self.db.reader, issue_id)
+
+    async def open_questions(self, company_id: str | None = None) -> list[Question]:
+        """What is waiting on a human: open questions (of one company), oldest first."""
+        if company_id is not None:
+            company_id = (await self.company(company_id)).id
+        return await question_store.open_ones(self.db.reader, company_id)
+
+    async def message_link(self, chat: str | int, message_id: int) -> MessageLink | None:
+        """Which issue (question) the bot's message `message_id` in `chat` shows, if known."""
+        return await link_store.get(self.db.reader, str(chat), message_id)
+
+    async def pinned_card(self, chat: str | int) -> MessageLink | None:
+        """The chat's "waiting on you" card, if the bot pinned one."""
+        return await link_store.latest(self.db.reader, str(chat), "pin")
 
     async def recent_runs(self, agent_id: str | None = None, limit: int = 10) -> list[Run]:
         return await run_store.recent(self.db.reader, agent_id, limit)

@@ -20,16 +20,24 @@ from core.models import (
     Comment,
     Issue,
     IssueStatus,
+    Question,
     Run,
     RunOutcome,
 )
 from core.queries import FleetQueries, IssueFilter
+from core.questions import Questions, Talk, cancel_open_in
 from core.runs import RunBook
-from core.store import agents as agent_store, audit, issues as issue_store, summaries
+from core.store import (
+    agents as agent_store,
+    audit,
+    issues as issue_store,
+    links as link_store,
+    summaries,
+)
 from core.store.db import Database
 from core.store.sync import sync
 
-__all__ = ["FleetService", "IssueFilter", "TokenCheck"]
+__all__ = ["FleetService", "IssueFilter", "Talk", "TokenCheck"]
 
 # Answers "would this agent's token be refused?" (core.auth.agent_auth.AgentAuth.check_file).
 TokenCheck = Callable[[Agent], TokenInvalid | None]
@@ -48,6 +56,7 @@ class FleetService(FleetQueries):
         self.events = events or EventBus()
         self.token_check = token_check
         self.runs = RunBook(db, clock, self.events, config.defaults, config.monitors)
+        self.asked = Questions(db, clock, self.events)
 
     async def sync_config(self) -> None:
         """Make the store's companies and agents match the config (core.store.sync). Agents
@@ -126,6 +135,7 @@ class FleetService(FleetQueries):
         """Change an issue's status along the graph; anything else is InvalidTransition."""
         issue = await self.issue(issue_id)
         now = self.clock.now()
+        events: list[Event] = []
         async with self.db.write() as conn:
             current = await issue_store.get(conn, issue.id)
             assert current is not None
@@ -137,7 +147,10 @@ class FleetService(FleetQueries):
                 conn, now, actor, "issue.move", issue.id, {"from": current.status, "to": status}
             )
             live_run = current.lease_run_id if status.terminal else None
+            if status.terminal:  # nobody is left to act on an answer
+                await cancel_open_in(conn, issue.id, actor, f"{issue.id} {status}", now, events)
             updated = await issue_store.get(conn, issue.id)
+        self.events.publish(*events)
         if live_run is not None:
             # The owner closed the issue under a live run: that run ends as cancelled, which
             # is not a failure and costs no attempt.
@@ -274,7 +287,69 @@ class FleetService(FleetQueries):
         async with self.db.write() as conn:
             await audit.record(conn, self.clock.now(), actor, action, target, detail, result)
 
+    # -- questions and replies (the bot) ---------------------------------------------------------
+
+    async def answer(
+        self,
+        question_id: int | str,
+        actor: str,
+        *,
+        choice: int | None = None,
+        text: str | None = None,
+        name: str = "",
+    ) -> Question:
+        """Answer a question (choice number from 0, or typed text): a comment on its issue by
+        `actor`, an audit row, and its assignee woken on it. Conflict `question_closed` naming
+        who answered when it is no longer open. Who may answer is the caller's rule."""
+        return await self.asked.answer(question_id, actor, choice=choice, text=text, name=name)
+
+    async def talk(self, issue_id: str, text: str, actor: str, *, name: str = "") -> Talk:
+        """A reply to a message about the issue: a comment that wakes its assignee (reason
+        `comment`), unless the issue is finished, blocked or waiting on a question."""
+        return await self.asked.talk((await self.issue(issue_id)).id, text, actor, name=name)
+
+    async def link_message(
+        self,
+        chat: str | int,
+        message_id: int,
+        kind: str,
+        issue_id: str | None = None,
+        question_id: int | None = None,
+    ) -> None:
+        """Remember that a sent message shows this issue (question): what a reply to it is
+        about. Links older than 90 days are forgotten as new ones come."""
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            await link_store.record(conn, str(chat), message_id, kind, issue_id, question_id, now)
+            if message_id % 100 == 0:  # now and then, not on every send
+                await link_store.prune(conn, now - 90 * 86400)
+
+    async def forget_message(self, chat: str | int, message_id: int) -> None:
+        async with self.db.write() as conn:
+            await link_store.forget(conn, str(chat), message_id)
+
     # -- agents' side (the API) -------------------------------------------------------------------
+
+    async def ask(
+        self,
+        agent: Agent,
+        issue_id: str,
+        text: str,
+        *,
+        choices: list[str] | None = None,
+        approval: bool = False,
+        run_id: str | None = None,
+    ) -> Question:
+        """An agent asks about an issue (free text, choices, or an approval); the issue is not
+        workable until it is answered. Conflict `issue_closed` for a finished issue."""
+        issue = await self.issue(issue_id)
+        return await self.asked.ask(
+            issue=issue, agent=agent, text=text, choices=choices, approval=approval, run_id=run_id
+        )
+
+    async def wait_question(self, question_id: int | str, timeout: float) -> Question:  # noqa: ASYNC109
+        """The question once it is answered or cancelled, or as it is after `timeout` s."""
+        return await self.asked.wait(question_id, timeout)
 
     async def post_summary(
         self, agent: Agent, body: str, issue_id: str | None = None, run_id: str | None = None

@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="offline: a simulated fleet and a chat you can type into")
     p.add_argument("--db", metavar="FILE", help="keep the demo database here (default: temp)")
+    # Listed for --help only: main() hands `agent …` to fleetbot.agent before parsing.
+    sub.add_parser("agent", help="the agent's side of the API: `fleetbot agent --help`")
     return parser
 
 
@@ -171,6 +173,11 @@ class _Stdout(io.TextIOBase):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `fleetbot` command: its exit status."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["agent"]:  # the console script (fleetbot.agent.launch) got here first
+        from fleetbot.agent.cli import main as agent_main
+
+        return agent_main(given[1:])
     stdout = sys.stdout
     sys.stdout = cast(TextIO, _Stdout(stdout))
     try:

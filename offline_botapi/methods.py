@@ -2,7 +2,7 @@
 
 :class:`BotApiMethods` routes one call (``/bot<token>/<method>``) to its handler after
 the fault checks, and implements each supported method (getUpdates, sendMessage,
-editMessageText, answerCallbackQuery, setMyCommands...) on top of
+editMessageText, pinChatMessage, answerCallbackQuery, setMyCommands...) on top of
 :class:`~offline_botapi.state.OfflineState`, answering with Telegram's own error texts.
 """
 
@@ -83,6 +83,8 @@ class BotApiMethods(OfflineState):
             "editmessagetext": self._edit_message_text,
             "editmessagereplymarkup": self._edit_message_reply_markup,
             "deletemessage": self._delete_message,
+            "pinchatmessage": self._pin_chat_message,
+            "unpinchatmessage": self._unpin_chat_message,
             "answercallbackquery": self._answer_callback_query,
             "getchat": self._get_chat,
             "getchatmember": self._get_chat_member,
@@ -358,6 +360,44 @@ class BotApiMethods(OfflineState):
         chat.sources.pop(message["message_id"], None)
         return True
 
+    def _check_pin_rights(self, chat: Chat) -> None:
+        # In private chats a bot may pin; in groups only as an admin with can_pin_messages.
+        if chat.user is None and not chat.bot_admin:
+            raise bad_request("not enough rights to manage pinned messages in the chat")
+
+    async def _pin_chat_message(self, params: Params) -> bool:
+        chat = self._resolve_chat(params, sending=False)
+        self._check_pin_rights(chat)
+        message = self._own_message(chat, params, "message to pin not found")
+        if "pinned_message" in message:
+            raise bad_request("message to pin not found")  # service messages cannot be pinned
+        mid = message["message_id"]
+        if mid in chat.pinned:
+            chat.pinned.remove(mid)
+        chat.pinned.append(mid)
+        # Telegram marks a pin with a service message in the chat ("… pinned «…»"); the bot
+        # gets no update for its own.
+        pinned = {k: v for k, v in message.items() if k != "reply_to_message"}
+        self._new_message(
+            chat,
+            self._bot_sender(),
+            message.get("message_thread_id"),
+            {"pinned_message": copy.deepcopy(pinned)},
+        )
+        return True
+
+    async def _unpin_chat_message(self, params: Params) -> bool:
+        chat = self._resolve_chat(params, sending=False)
+        self._check_pin_rights(chat)
+        if params.get("message_id") is None:
+            if chat.pinned:
+                chat.pinned.pop()
+            return True
+        message = self._own_message(chat, params, "message to unpin not found")
+        if message["message_id"] in chat.pinned:
+            chat.pinned.remove(message["message_id"])
+        return True
+
     async def _answer_callback_query(self, params: Params) -> bool:
         query_id = str(params.get("callback_query_id") or "")
         created = self._queries.get(query_id)
@@ -384,9 +424,12 @@ class BotApiMethods(OfflineState):
         if raw is not None and not str(raw).startswith("@"):
             user = self._users.get(as_int(raw, "chat not found"))
         if user is not None:
-            chat_info = Chat(user.id, "private", user=user).to_dict()
+            chat = self._chats.get(user.id) or Chat(user.id, "private", user=user)
         else:
-            chat_info = self._resolve_chat(params, sending=False).to_dict()
+            chat = self._resolve_chat(params, sending=False)
+        chat_info = chat.to_dict()
+        if chat.pinned and chat.pinned[-1] in chat.messages:
+            chat_info["pinned_message"] = copy.deepcopy(chat.messages[chat.pinned[-1]])
         return {
             **chat_info,
             "accent_color_id": 0,

@@ -267,13 +267,21 @@ class OfflineBotAPI(BotApiMethods):
         self._chat(chat_id).bot_member = False
 
     async def send_text(
-        self, user_id: int, text: str, chat_id: int | None = None, thread_id: int | None = None
+        self,
+        user_id: int,
+        text: str,
+        chat_id: int | None = None,
+        thread_id: int | None = None,
+        *,
+        reply_to: int | None = None,
     ) -> JSON:
         """A user sends ``text`` (private chat by default); queues the update.
 
         A ``/command`` gets its ``bot_command`` entity (``@botname`` included), which is
         what PTB's CommandHandler matches.  Writing in private (re)starts and unblocks the
-        bot, as pressing "Restart" in a client does.
+        bot, as pressing "Restart" in a client does.  ``reply_to`` makes it a reply to that
+        message of the chat, which the update carries as ``reply_to_message`` (one level
+        deep, as Telegram sends it).
         """
         user = self._user(user_id)
         if not text.strip() or utf16_len(text) > MAX_TEXT:
@@ -290,6 +298,13 @@ class OfflineBotAPI(BotApiMethods):
         if thread_id is not None and thread_id not in chat.topics:
             raise ValueError(f"thread {thread_id} is not a topic of chat {chat.id}")
         content = text_content(text)
+        if reply_to is not None:
+            target = chat.messages.get(reply_to)
+            if target is None:
+                raise ValueError(f"no message {reply_to} in chat {chat.id} to reply to")
+            content["reply_to_message"] = {
+                k: copy.deepcopy(v) for k, v in target.items() if k != "reply_to_message"
+            }
         sender = user.to_dict()
         if user_id in chat.anonymous:
             sender = dict(ANONYMOUS_ADMIN)

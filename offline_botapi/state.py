@@ -120,6 +120,8 @@ class Chat:
     sources: dict[int, str] = field(default_factory=dict)  # bot messages: text as sent
     authors: dict[int, int] = field(default_factory=dict)  # user messages: id -> who wrote it
     anonymous: set[int] = field(default_factory=set)  # admins who post as the group itself
+    pinned: list[int] = field(default_factory=list)  # pinned message ids, the newest last
+    bot_admin: bool = False  # in a group: may the bot pin (can_pin_messages)?
 
     def to_dict(self) -> JSON:
         """The chat as a Bot API ``Chat`` object."""
@@ -240,6 +242,15 @@ class OfflineState:
         message.update(content)
         chat.messages[message["message_id"]] = message
         return message
+
+    def set_bot_admin(self, chat_id: int, admin: bool = True) -> None:
+        """Make the bot an admin of a group that may pin messages (or not, with False)."""
+        self._chat(chat_id).bot_admin = admin
+
+    def pinned(self, chat_id: int) -> list[JSON]:
+        """The chat's pinned messages as they are now, the most recently pinned last."""
+        chat = self._chat(chat_id)
+        return [copy.deepcopy(chat.messages[m]) for m in chat.pinned if m in chat.messages]
 
     def _enqueue(self, kind: str, payload: JSON) -> None:
         self._updates.append({"update_id": next(self._update_ids), kind: copy.deepcopy(payload)})

@@ -15,6 +15,8 @@ fleetbot="$work/venv/bin/fleetbot"
 cd "$work"  # nowhere near the checkout: nothing can be imported from it by accident
 
 "$fleetbot" --version
+# The agent CLI and its skill (package data) come with the wheel.
+"$fleetbot" agent skill | grep -q "^name: fleetbot$"
 "$fleetbot" init site > init.log
 grep -q "config.yaml" init.log
 test -s site/config.yaml

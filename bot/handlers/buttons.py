@@ -19,6 +19,7 @@ from bot.handlers.agents import on_agent
 from bot.handlers.alerts import on_alert
 from bot.handlers.confirm import confirm_need, on_confirm
 from bot.handlers.issues import on_issue
+from bot.handlers.questions import on_question
 from bot.roles import Role, button_need
 from bot.views import keyboards
 from bot.views.keyboards import Kind, Press, StaleButton as Stale
@@ -59,7 +60,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 )
             outcome.answer = await handler(call, press)
         except Stale as exc:
-            outcome.decline("stale", exc.reason)
+            outcome.decline(exc.result, exc.reason)
         except FleetbotError as exc:
             outcome.decline(f"error:{exc.code}", exc.message)
 
@@ -69,4 +70,5 @@ _HANDLERS: dict[Kind, Action] = {
     Kind.ISSUE: on_issue,
     Kind.CONFIRM: on_confirm,
     Kind.ALERT: on_alert,
+    Kind.QUESTION: on_question,
 }

@@ -224,6 +224,8 @@ async def _file(call: Call, form: Form) -> int:
     call.note(f"filed {issue.id}")
     text, keyboard = await cards.issue_card(call.desk, issue, call.role)
     await edit_html(call.update, f"📝 Filed <b>{issue.id}</b>.\n\n{text}", keyboard)
+    query = call.update.callback_query
+    await cards.link_issue(call.desk, query.message if query is not None else None, issue.id)
     return ConversationHandler.END
 
 

@@ -27,7 +27,7 @@ async def issues(call: Call) -> None:
                 pass
             else:
                 text, keyboard = await cards.issue_card(call.desk, issue, call.role)
-                await call.reply(text, keyboard)
+                await cards.link_issue(call.desk, await call.reply(text, keyboard), issue.id)
                 return
         if company is None and await cards.company_or_none(call.desk, name) is not None:
             company = name
@@ -85,9 +85,10 @@ async def file_issue(call: Call, parsed: args.IssueArgs, company: str | None = N
     )
     call.note(f"filed {issue.id} for {issue.assignee_id}")
     text, keyboard = await cards.issue_card(call.desk, issue, call.role)
-    await call.reply(
+    sent = await call.reply(
         f"📝 Filed <b>{issue.id}</b> for {render.esc(issue.assignee_id)}.\n\n{text}", keyboard
     )
+    await cards.link_issue(call.desk, sent, issue.id)
 
 
 @guarded("assign")
@@ -97,9 +98,10 @@ async def assign(call: Call) -> None:
     issue = await call.service.assign(issue_id, assignee, call.actor)
     call.note(f"{issue.id} -> {issue.assignee_id}")
     text, keyboard = await cards.issue_card(call.desk, issue, call.role)
-    await call.reply(
+    sent = await call.reply(
         f"👤 {issue.id} now goes to {render.esc(issue.assignee_id)}.\n\n{text}", keyboard
     )
+    await cards.link_issue(call.desk, sent, issue.id)
 
 
 async def find_issue(call: Call, ref: str) -> Issue:

@@ -56,6 +56,16 @@ async def help_(call: Call) -> None:
         "\nASSIGNEE is an agent id or a role; write role@company when a role exists in "
         "several companies. Durations: 30m, 4h, 1d."
     )
+    if call.role >= Role.OPERATOR:
+        approvers = call.desk.config.telegram.approvers
+        who = "owners" if approvers == "owners" else "owners and operators"
+        lines.append(
+            "\n<b>Talking to agents</b>: reply to an agent's summary, a run's summary or an "
+            "issue card to comment on that issue; its agent is woken with your words. An "
+            "agent's question comes as a card: tap a choice or reply with your answer. "
+            f"Approvals (Approve/Reject) are answered by {who}. /waiting lists what is open; "
+            "owners also get it as a pinned card."
+        )
     await call.reply("\n".join(lines))
 
 

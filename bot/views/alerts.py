@@ -58,6 +58,7 @@ KIND_ICON = {
     AlertKind.BUDGET: "💸",
     AlertKind.RUNTIME_UNREACHABLE: "📡",
     AlertKind.DELIVERY: "📡",
+    AlertKind.QUESTION: "❓",
 }
 _AGENT_KINDS = (
     AlertKind.AGENT_ERROR,
@@ -280,6 +281,14 @@ def digest_keyboard(alerts: Sequence[Alert]) -> InlineKeyboardMarkup | None:
         for a in group:
             if not a.open:
                 continue
+            for m in a.active_members:
+                if m.question_id is not None:  # a question's "fix" is its card
+                    ref = str(m.question_id)
+                    buttons.append(
+                        InlineKeyboardButton(
+                            f"❓ Q{ref}", callback_data=encode(Kind.QUESTION, ref, "show")
+                        )
+                    )
             for f in a.fixes:
                 if f is Fix.ROTATE:
                     if rotate:

@@ -6,7 +6,7 @@ however it was reached, and its buttons match what the person looking at it may 
 
 from __future__ import annotations
 
-from telegram import InlineKeyboardMarkup
+from telegram import InlineKeyboardMarkup, MaybeInaccessibleMessage
 
 from bot.desk import Desk
 from bot.roles import Role
@@ -47,3 +47,9 @@ async def issue_card(
     comments = await desk.service.comments(issue.id)
     text = render.issue_card(issue, comments, desk.clock.now())
     return text, keyboards.issue_keyboard(issue, can_act=role >= Role.OPERATOR)
+
+
+async def link_issue(desk: Desk, message: MaybeInaccessibleMessage | None, issue_id: str) -> None:
+    """The message shows the issue's card: a reply to it is a comment on the issue."""
+    if message is not None:
+        await desk.service.link_message(message.chat.id, message.message_id, "issue", issue_id)

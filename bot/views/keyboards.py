@@ -28,14 +28,25 @@ class Kind(StrEnum):
     ALERT = "a"  # an alert message (rendered by bot.views.alerts)
     CONFIRM = "c"  # "are you sure?" for bulk actions
     FORM = "f"  # the guided /issue form
+    QUESTION = "q"  # an agent's question card: `v1:q:<id>:ans:<choice>`, `v1:q:<id>:show`
 
 
 class StaleButton(Exception):
-    """The callback data cannot be read (another version, or not ours); `reason` says so."""
+    """The callback data cannot be read (another version, or not ours), or what it names is
+    gone or changed; `reason` says so, and the press is audited as `result`."""
+
+    result = "stale"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RefusedButton(StaleButton):
+    """The press names something fleetbot never offered there (a made-up id or choice), or
+    the person may not do it: nothing is done, and the press is audited as refused."""
+
+    result = "refused"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from core.alerting.records import AlertKind, Finding, Fix, Severity
 from core.clock import utc
 from core.config import Config
 from core.engine.runtime_check import RUNTIME_DOWN_CODES, RuntimeCheck
-from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
+from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Question, QuestionKind, Run
 from core.runs import LOOP_REASON
 from core.store import heartbeats, issues as issue_store
 
@@ -51,6 +51,12 @@ class Snapshot:
     auth_signals: Mapping[str, AuthSignal] = field(default_factory=dict)
     # Agent id -> its runtime's last probe, for the agents whose last probe failed.
     runtime_failures: Mapping[str, RuntimeCheck] = field(default_factory=dict)
+    open_questions: tuple[Question, ...] = ()
+
+    @property
+    def waiting_issues(self) -> frozenset[str]:
+        """Issues an open question holds: their runs wait on a human, not stuck or silent."""
+        return frozenset(q.issue_id for q in self.open_questions)
 
 
 def _hhmm(ts: float) -> str:
@@ -184,10 +190,11 @@ def find_auth_signals(s: Snapshot, cfg: Config) -> list[Finding]:
 def find_stuck(s: Snapshot, cfg: Config) -> list[Finding]:
     """Live runs past their deadline, or with no progress report for monitors.stuck_after."""
     agents = {a.id: a for a in s.agents}
+    waiting = s.waiting_issues
     out = []
     for run in s.live_runs:
         agent = agents.get(run.agent_id)
-        if agent is None:
+        if agent is None or run.issue_id in waiting:
             continue
         on = f" on {run.issue_id}" if run.issue_id else ""
         if run.deadline < s.now:
@@ -216,6 +223,7 @@ def find_silent(s: Snapshot, cfg: Config) -> list[Finding]:
     agents whose heartbeats stopped. A stuck run already says the first; not repeated."""
     stuck = {f.subject for f in find_stuck(s, cfg)}
     runs = {r.agent_id: r for r in s.live_runs}
+    waiting = s.waiting_issues
     limit = cfg.monitors.silent_after
     out = []
     for a in s.agents:
@@ -223,6 +231,8 @@ def find_silent(s: Snapshot, cfg: Config) -> list[Finding]:
             continue
         if a.status is AgentStatus.RUNNING:
             run = runs.get(a.id)
+            if run is not None and run.issue_id in waiting:
+                continue  # it waits on a human's answer, in its run
             marks = [a.last_seen_at or 0.0, a.status_changed_at]
             if run is not None:
                 marks += [run.last_progress_at, run.started_at]
@@ -339,6 +349,28 @@ def find_blocked(s: Snapshot, cfg: Config) -> list[Finding]:
     return out
 
 
+def question_finding(q: Question, agents: Mapping[str, Agent]) -> Finding:
+    """One alert per open question: its cause is the question, so none are grouped."""
+    agent = agents.get(q.agent_id)
+    who = _label(agent) if agent is not None else q.agent_id
+    what = "approval" if q.kind is QuestionKind.APPROVAL else "question"
+    return Finding(
+        AlertKind.QUESTION,
+        f"question:{q.id}",
+        q.company_id,
+        f"{q.ref} · {q.issue_id} · {who}",
+        f"{what}: {q.text[:300]}",
+        q.kind.value,
+        cause_key=q.ref,
+    )
+
+
+def find_questions(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Every open question: an agent waits on a human."""
+    agents = {a.id: a for a in s.agents}
+    return [question_finding(q, agents) for q in s.open_questions]
+
+
 FINDERS = (
     find_agent_status,
     find_runtime_unreachable,
@@ -348,6 +380,7 @@ FINDERS = (
     find_queue_empty,
     find_budget,
     find_blocked,
+    find_questions,
 )
 
 

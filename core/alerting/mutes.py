@@ -32,6 +32,7 @@ _KINDS = (
     "budget",
     "runtime_unreachable",
     "delivery",
+    "question",
 )
 _SUBJECTS = ("agent", "company", "issue")
 

@@ -24,6 +24,9 @@ class AlertKind(StrEnum):
     # One dead runtime (gateway, endpoint, command), its agents as members: the self-test's
     # probe fails. Resolves by itself when the probe passes again.
     RUNTIME_UNREACHABLE = "runtime_unreachable"
+    # An agent waits on a human: one alert per open question (its card, with the choices as
+    # buttons), reminded like any alert, resolved when answered or cancelled.
+    QUESTION = "question"
     # Before runtime_unreachable: one agent whose run failed on its runtime. No longer raised
     # (such an agent is a runtime_unreachable member, or agent_error once the runtime is
     # back); kept so alerts stored by older versions still read.
@@ -66,6 +69,7 @@ KINDS: dict[AlertKind, tuple[str, Severity, tuple[Fix, ...]]] = {
     # Warning by default; critical when it takes down every working agent of a company
     # (core.alerting.monitors.find_runtime_unreachable).
     AlertKind.RUNTIME_UNREACHABLE: ("Runtime unreachable", Severity.WARNING, (Fix.RECHECK,)),
+    AlertKind.QUESTION: ("Waiting on you", Severity.WARNING, ()),
     AlertKind.DELIVERY: ("Runtime unreachable", Severity.CRITICAL, (Fix.RESET,)),
 }
 
@@ -121,6 +125,11 @@ class AlertMember:
     @property
     def issue_id(self) -> str | None:
         return self._id("issue")
+
+    @property
+    def question_id(self) -> int | None:
+        found = self._id("question")
+        return int(found) if found is not None and found.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ The core often knows first: `on_event` raises agent_error / agent_unauthenticate
 an agent enters that status (with its reason), issue_blocked (and escalates) when a run's end
 blocks its issue, resolves them when the agent recovers, ends queue_empty when work is filed,
 and relays summaries to the outbox. `on_auth_failure` (the API guard's listener) raises
-agent_unauthenticated when an agent's API calls get 401s. Events are handled in order on one
-worker task, so a listener never blocks the publisher.
+agent_unauthenticated when an agent's API calls get 401s. A question an agent asks raises its
+`question` alert at once (the card with its choices), and its answer or cancellation resolves
+it. Events are handled in order on one worker task, so a listener never blocks the publisher.
 
 Runtimes (given a RuntimeWatch): a run that failed on its runtime (RUNTIME_DOWN_CODES) has the
 runtime probed at once, and while the probe fails the agent is a member of its target's
@@ -35,18 +36,29 @@ from core.alerting.monitors import (
     find_blocked,
     find_runtime_unreachable,
     note_beat,
+    question_finding,
 )
 from core.clock import Clock, month_start, utc
 from core.config import Config
 from core.engine.recovery import Recovery
 from core.engine.runtime_check import RUNTIME_DOWN_CODES, RuntimeReport, RuntimeWatch
-from core.events import AgentStatusChanged, Event, IssueAssigned, RunEnded, SummaryPosted
+from core.events import (
+    AgentStatusChanged,
+    Event,
+    IssueAssigned,
+    QuestionAnswered,
+    QuestionAsked,
+    QuestionCancelled,
+    RunEnded,
+    SummaryPosted,
+)
 from core.models import Agent, AgentStatus, HeartbeatOutcome, IssueStatus, RunStatus
 from core.reports.costs import CostBook
 from core.service import FleetService
 from core.store import (
     heartbeats,
     issues as issue_store,
+    questions as question_store,
     recovery as recovery_store,
     runs as run_store,
 )
@@ -102,6 +114,7 @@ class Monitors:
             auto_resets=await self.recovery.schedule(),
             auth_signals=dict(self.auth_signals),
             runtime_failures=self.runtimes.failing() if self.runtimes else {},
+            open_questions=tuple(await question_store.open_ones(reader, limit=10_000)),
         )
 
     async def run(self) -> list[Finding]:
@@ -189,7 +202,16 @@ class Monitors:
 
     def on_event(self, event: Event) -> None:
         """EventBus listener: queue the event for the worker (never blocks the publisher)."""
-        if isinstance(event, AgentStatusChanged | RunEnded | IssueAssigned | SummaryPosted):
+        if isinstance(
+            event,
+            AgentStatusChanged
+            | RunEnded
+            | IssueAssigned
+            | SummaryPosted
+            | QuestionAsked
+            | QuestionAnswered
+            | QuestionCancelled,
+        ):
             self._put(event)
 
     def on_auth_failure(self, agent_id: str, code: str) -> None:
@@ -249,6 +271,20 @@ class Monitors:
             await self._relay_summary(item)
         elif isinstance(item, IssueAssigned):
             await self._assigned(item)
+        elif isinstance(item, QuestionAsked):
+            await self._asked(item)
+        elif isinstance(item, QuestionAnswered | QuestionCancelled):
+            await self.alerts.resolve(f"{AlertKind.QUESTION.value}:question:{item.question_id}")
+            await self.alerts.flush()
+
+    async def _asked(self, e: QuestionAsked) -> None:
+        """An agent waits on a human: its question alert is raised now, not at the next pass."""
+        q = await question_store.get(self.db.reader, e.question_id)
+        if q is None or not q.open:
+            return
+        agent = await self.service.maybe_agent(q.agent_id)
+        await self.alerts.raise_(question_finding(q, {agent.id: agent} if agent else {}))
+        await self.alerts.flush()
 
     async def _relay_summary(self, e: SummaryPosted) -> None:
         """Summaries go to the agent's team chat; run summaries wait for the digest when

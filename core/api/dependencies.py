@@ -6,7 +6,7 @@ so the endpoints in core.api.routes are plain module-level functions:
 - `Authenticated`: an `AgentCall`, the agent a valid token names with its claims and the service
   to act through (the guard refuses any other token with a 401 saying why);
 - `Service`, `AppMetrics`: the service and the metrics, for the routes that need no token;
-- `IssueId`, `RunId`: path ids, bounded.
+- `IssueId`, `RunId`, `QuestionId`: path ids, bounded; `Wait`: a long poll's seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 
 from core.api.guard import Guard
 from core.auth.tokens import Claims
@@ -61,3 +61,15 @@ AppMetrics = Annotated[Metrics, Depends(_metrics)]
 # Path ids are bounded so a hostile id is a 422 naming it, not a 404 echoing kilobytes of it.
 IssueId = Annotated[str, Path(max_length=32, description="An issue id, e.g. ALI-12.")]
 RunId = Annotated[str, Path(max_length=64, description="The run id the runtime gave you.")]
+QuestionId = Annotated[
+    str, Path(max_length=20, description="A question id: 7, or Q7 as people see it.")
+]
+Wait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="Seconds to wait for an answer (long poll); 0 answers at once.",
+    ),
+]

@@ -51,7 +51,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {
         "model": ErrorOut,
         "description": "Refused by the current state, e.g. "
-        "`invalid_transition`, `lease_conflict`, `run_not_active`, `max_turns_exceeded`.",
+        "`invalid_transition`, `lease_conflict`, `run_not_active`, `max_turns_exceeded`, "
+        "`issue_closed`, `no_open_question`.",
     },
     413: {"model": ErrorOut, "description": "`body_too_large`: the body is over `api.max_body`."},
     422: {

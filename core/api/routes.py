@@ -1,4 +1,5 @@
-"""The agent API's endpoints, as one route table: ops, the caller, issues, runs, summaries.
+"""The agent API's endpoints, as one route table: ops, the caller, issues, questions, runs,
+summaries.
 
 Each endpoint is a thin adapter: it checks what only the API knows (the caller's company, its
 skills, which run its token belongs to) and calls the service facade, whose errors
@@ -10,7 +11,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from core.api.dependencies import AgentCall, AppMetrics, Authenticated, IssueId, RunId, Service
+from core.api.dependencies import (
+    AgentCall,
+    AppMetrics,
+    Authenticated,
+    IssueId,
+    QuestionId,
+    RunId,
+    Service,
+    Wait,
+)
 from core.api.errors import RESPONSES
 from core.api.schemas import (
     Claim,
@@ -23,13 +33,15 @@ from core.api.schemas import (
     Me,
     NewComment,
     NewIssue,
+    NewQuestion,
     NewSummary,
+    QuestionOut,
     Ready,
     RunOut,
     SummaryOut,
     Usage,
 )
-from core.errors import AgentNotFound, IssueNotFound, NotYourRun, SkillDenied
+from core.errors import AgentNotFound, IssueNotFound, NotFound, NotYourRun, SkillDenied
 from core.models import Issue
 
 # Full paths, no prefix: the request metrics are labelled with the route's path.
@@ -110,7 +122,8 @@ async def file_issue(call: Authenticated, body: NewIssue) -> IssueOut:
 async def get_issue(call: Authenticated, issue_id: IssueId) -> IssueDetail:
     issue = await own_issue(call, issue_id)
     comments = [CommentOut.of(c) for c in await call.service.comments(issue.id)]
-    return IssueDetail(**IssueOut.of(issue).model_dump(), comments=comments)
+    questions = [QuestionOut.of(q) for q in await call.service.questions(issue.id)]
+    return IssueDetail(**IssueOut.of(issue).model_dump(), comments=comments, questions=questions)
 
 
 @router.patch("/api/v1/issues/{issue_id}", response_model=IssueOut, tags=["issues"])
@@ -137,6 +150,39 @@ async def comment(call: Authenticated, issue_id: IssueId, body: NewComment) -> C
     issue = await own_issue(call, issue_id)
     actor = f"agent:{call.agent.id}"
     return CommentOut.of(await call.service.comment(issue.id, body.body, actor))
+
+
+@router.post(
+    "/api/v1/issues/{issue_id}/questions",
+    response_model=QuestionOut,
+    status_code=201,
+    tags=["questions"],
+)
+async def ask(call: Authenticated, issue_id: IssueId, body: NewQuestion) -> QuestionOut:
+    issue = await own_issue(call, issue_id)
+    run_id = body.run_id if body.run_id is not None else call.claims.run
+    if body.run_id is not None:
+        check_run_token(call, body.run_id)
+        if (await call.service.run(body.run_id)).agent_id != call.agent.id:
+            raise NotYourRun(f"run {body.run_id} belongs to another agent")
+    question = await call.service.ask(
+        call.agent,
+        issue.id,
+        body.text,
+        choices=body.choices,
+        approval=body.approval,
+        run_id=run_id,
+    )
+    return QuestionOut.of(question)
+
+
+@router.get("/api/v1/questions/{question_id}", response_model=QuestionOut, tags=["questions"])
+async def question(call: Authenticated, question_id: QuestionId, wait: Wait = 0) -> QuestionOut:
+    found = await call.service.question(question_id)
+    if found.company_id != call.agent.company_id:
+        # Like issues: another company's questions do not exist for this agent.
+        raise NotFound(f"no question {question_id!r}", code="question_not_found")
+    return QuestionOut.of(await call.service.wait_question(found.id, wait))
 
 
 @router.post("/api/v1/runs/{run_id}/usage", response_model=RunOut, tags=["runs"])

@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
-from core.models import Comment, Issue, IssueStatus, Run, RunOutcome
+from core.models import Comment, Issue, IssueStatus, Question, Run, RunOutcome
 
 
 class _Body(BaseModel):
@@ -156,8 +164,11 @@ class Finish(_Body):
     """End your run. Sending the same finish again returns the run unchanged."""
 
     outcome: RunOutcome = Field(
-        description="done (the issue is done), blocked (you cannot go on: say why in summary) "
-        "or failed (the issue is retried within its attempt budget)."
+        description="done (the issue is done), blocked (you cannot go on: say why in summary), "
+        "failed (the issue is retried within its attempt budget) or waiting (you asked a "
+        "question and stop until it is answered: the run succeeds, the issue keeps its status, "
+        "no attempt is spent, and the answer wakes you; 409 `no_open_question` when the issue "
+        "has none). done, failed and blocked cancel the issue's open questions."
     )
     summary: str = Field(
         default="",
@@ -181,6 +192,87 @@ class NewSummary(_Body):
     run_id: str | None = Field(
         default=None, max_length=64, description="The run it is about; must be one of yours."
     )
+
+
+class NewQuestion(_Body):
+    """Ask the owner about an issue of your company; the answer arrives in your next wake
+    (reason `answer`, or `approval`) and at GET /api/v1/questions/{id}. While it is open the
+    issue is not worked: finish your run with outcome `waiting`."""
+
+    # An approval takes no choices: said in the document too, so a client generated from it
+    # (or a fuzzer) knows.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"approval": {"const": True}}, "required": ["approval"]},
+            "then": {"properties": {"choices": {"maxItems": 0}}},
+        },
+    )
+
+    text: Text = Field(
+        min_length=1,
+        max_length=2000,
+        json_schema_extra=TEXT_SCHEMA,
+        description="The question, as the owner will read it on the phone.",
+    )
+    approval: bool = Field(
+        default=False,
+        description="An approval: the owner taps Approve or Reject (give no choices).",
+    )
+    choices: list[
+        Annotated[Text, Field(min_length=1, max_length=40, json_schema_extra=TEXT_SCHEMA)]
+    ] = Field(
+        default_factory=list,
+        max_length=6,
+        description="Up to 6 answers to pick from, shown as buttons; none: a free-text answer.",
+    )
+    run_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Your run; omitted, the run of your run token. A run that ends well with "
+        "its question still open is treated as waiting.",
+    )
+
+    @field_validator("choices")
+    @classmethod
+    def _no_choices_with_approval(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if v and info.data.get("approval"):
+            raise ValueError("an approval's choices are Approve and Reject; give no choices")
+        return v
+
+
+class QuestionOut(BaseModel):
+    id: int = Field(description="Shown to people as Q<id>.")
+    company_id: str
+    issue_id: str
+    agent_id: str = Field(description="Who asked.")
+    run_id: str | None
+    kind: Literal["question", "approval"]
+    text: str
+    choices: list[str] = Field(description="Approve and Reject for an approval; [] for free text.")
+    status: Literal["open", "answered", "cancelled"]
+    answer: str | None = Field(description="The choice or text given (why, when cancelled).")
+    answered_by: str | None = Field(description="Who answered, e.g. tg:123.")
+    asked_at: float
+    answered_at: float | None
+
+    @classmethod
+    def of(cls, q: Question) -> QuestionOut:
+        return cls(
+            id=q.id,
+            company_id=q.company_id,
+            issue_id=q.issue_id,
+            agent_id=q.agent_id,
+            run_id=q.run_id,
+            kind=q.kind.value,
+            text=q.text,
+            choices=list(q.choices),
+            status=q.status.value,
+            answer=q.answer,
+            answered_by=q.answered_by,
+            asked_at=q.asked_at,
+            answered_at=q.answered_at,
+        )
 
 
 class IssueOut(BaseModel):
@@ -233,6 +325,7 @@ class CommentOut(BaseModel):
 
 class IssueDetail(IssueOut):
     comments: list[CommentOut]
+    questions: list[QuestionOut] = Field(description="Questions asked about it, oldest first.")
 
 
 class RunOut(BaseModel):

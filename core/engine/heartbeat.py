@@ -48,8 +48,12 @@ class Heartbeat:
     async def next_due_at(self) -> float | None:
         return await agent_store.next_due_at(self.db.reader)
 
-    async def beat(self, agent_id: str, *, forced: bool = False) -> Beat | None:
-        """Run the heartbeat if it is due (or `forced`); None if there was nothing to do."""
+    async def beat(
+        self, agent_id: str, *, forced: bool = False, prefer: str | None = None
+    ) -> Beat | None:
+        """Run the heartbeat if it is due (or `forced`); None if there was nothing to do.
+        `prefer` names the issue to work on if it is workable (a wake for an answer or a
+        comment on it); otherwise the oldest workable issue is."""
         now = self.clock.now()
         agent = await self.service.maybe_agent(agent_id)
         if agent is None or (not forced and agent.next_heartbeat_at > now):
@@ -79,7 +83,11 @@ class Heartbeat:
                     # The token verifies again: back to work with no manual reset.
                     changed = await agent_store.set_status(conn, agent, AgentStatus.IDLE, now)
                     events.extend([changed] if changed else [])
-                issue = await issue_store.next_workable(conn, agent.id, now)
+                issue = None
+                if prefer is not None:
+                    issue = await issue_store.workable_one(conn, prefer, agent.id, now)
+                if issue is None:
+                    issue = await issue_store.next_workable(conn, agent.id, now)
                 if issue is not None:
                     run = await self.service.runs.open(conn, agent, issue, now)
                 if run is None:

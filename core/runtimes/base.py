@@ -55,6 +55,9 @@ class Dispatch:
     skills: tuple[str, ...]
     deadline: float  # epoch seconds
     wake_reason: str = "heartbeat"  # assigned, heartbeat, answer, comment, approval, …
+    # One line saying why, for the wakes that carry news (answer, approval, comment), e.g.
+    # `Q7 "Deploy to prod?" answered by Ann (tg:123): Approve`; at most 500 characters.
+    wake_note: str = ""
     # Called once the runtime acknowledged the turn, with the runtime's own id for it (OpenClaw's
     # runId), so the run card shows it while the turn is still running.
     on_accepted: Callable[[str], Awaitable[None]] | None = field(

@@ -6,6 +6,8 @@ rows into records (rows), and one module of statements per concept:
     heartbeats  heartbeat counters and empty-queue streaks
     runs        runs: opened, fed with usage, ended once
     summaries   what agents post for their team chat
+    questions   agents' questions about their issues, answered from the phone
+    links       which sent message shows which issue or question (what a reply is about)
     companies   companies (written by sync)
     sync        the config into the store
     audit       the audit log

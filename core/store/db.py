@@ -196,7 +196,14 @@ class Database:
                 # SQLite itself rolls back on a full disk, an I/O error or a busy COMMIT; a
                 # second ROLLBACK would fail and hide why.
                 if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
+                    try:
+                        await conn.execute("ROLLBACK")
+                    except sqlite3.OperationalError:
+                        # Cancelled while the COMMIT was still running on the connection's
+                        # thread (a shutdown): it finished the transaction first. Anything
+                        # else is real.
+                        if conn.in_transaction:
+                            raise
                 self._remember(exc)
                 if isinstance(exc, sqlite3.Error) and (trouble := unavailable(exc)):
                     raise trouble from exc

@@ -2,8 +2,9 @@
 
 `WORKABLE` is the only definition of "an agent may start on this issue now": its status is one
 of core.models.WORKABLE_ISSUE_STATUSES (todo, in_progress), no live lease holds it (none, or its
-`lease_until` has passed) and its retry backoff (`not_before`) is over. Every query that
-dispatches, wakes for or re-queues work goes through it: the heartbeat's pick
+`lease_until` has passed), its retry backoff (`not_before`) is over, and no question about it
+waits on an answer (core.store.questions): an issue waiting on the owner wakes nobody. Every
+query that dispatches, wakes for or re-queues work goes through it: the heartbeat's pick
 (`next_workable`), the dispatch compare-and-set (`lease`), the scheduler's "is there work now"
 (`has_workable`), recovery's retry pick and re-queue (`retry_candidates`, `end_backoff`) and the
 loop guard's block (`block_loop`). `IN_INBOX` is its first part alone: what an inbox shows.
@@ -36,9 +37,13 @@ def in_inbox(alias: str = "") -> str:
 def workable(alias: str = "") -> str:
     """SQL: an agent may start on the issue now (see the module docstring); binds `:now`."""
     p = f"{alias}." if alias else ""
+    # Qualified even without an alias: inside the subquery a bare `id` would be the question's.
+    me = f"{alias or 'issues'}.id"
     return (
         f"{in_inbox(alias)} AND ({p}lease_run_id IS NULL OR {p}lease_until < :now) "
-        f"AND ({p}not_before IS NULL OR {p}not_before <= :now)"
+        f"AND ({p}not_before IS NULL OR {p}not_before <= :now) "
+        "AND NOT EXISTS (SELECT 1 FROM questions q WHERE q.issue_id = "
+        f"{me} AND q.status = 'open')"
     )
 
 
@@ -97,6 +102,18 @@ async def next_workable(conn: aiosqlite.Connection, agent_id: str, now: float) -
         conn,
         f"{_SELECT} WHERE assignee_id = :agent AND {WORKABLE} {_OLDEST_FIRST} LIMIT 1",
         {"agent": agent_id, "now": now},
+    )
+    return None if row is None else rows.issue(row)
+
+
+async def workable_one(
+    conn: aiosqlite.Connection, issue_id: str, agent_id: str, now: float
+) -> Issue | None:
+    """The issue, if it is `agent_id`'s and workable now (a wake that names its issue)."""
+    row = await fetch_one(
+        conn,
+        f"{_SELECT} WHERE id = :issue AND assignee_id = :agent AND {WORKABLE}",
+        {"issue": issue_id, "agent": agent_id, "now": now},
     )
     return None if row is None else rows.issue(row)
 

@@ -5,7 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.models import Agent, AgentStatus, Comment, Company, Issue, IssueStatus, Run, RunStatus
+from core.models import (
+    Agent,
+    AgentStatus,
+    Comment,
+    Company,
+    Issue,
+    IssueStatus,
+    MessageLink,
+    Question,
+    QuestionKind,
+    QuestionStatus,
+    Run,
+    RunStatus,
+)
 
 AGENT_COLUMNS = (
     "id, company_id, name, role, reports_to, status, reason, reason_code, status_changed_at, "
@@ -20,6 +33,12 @@ RUN_COLUMNS = (
     "id, agent_id, issue_id, status, reason, reason_code, started_at, deadline, ended_at, turns, "
     "max_turns, input_tokens, output_tokens, cost, model, summary, last_progress_at, external_id"
 )
+
+QUESTION_COLUMNS = (
+    "id, company_id, issue_id, agent_id, run_id, kind, text, choices, status, answer, "
+    "answered_by, asked_at, answered_at, answered_name"
+)
+LINK_COLUMNS = "chat, message_id, kind, issue_id, question_id, created_at"
 
 
 def company(row: Any) -> Company:
@@ -101,4 +120,34 @@ def run(row: Any) -> Run:
         summary=row["summary"],
         last_progress_at=row["last_progress_at"],
         external_id=row["external_id"],
+    )
+
+
+def question(row: Any) -> Question:
+    return Question(
+        id=row["id"],
+        company_id=row["company_id"],
+        issue_id=row["issue_id"],
+        agent_id=row["agent_id"],
+        run_id=row["run_id"],
+        kind=QuestionKind(row["kind"]),
+        text=row["text"],
+        choices=tuple(json.loads(row["choices"])),
+        status=QuestionStatus(row["status"]),
+        answer=row["answer"],
+        answered_by=row["answered_by"],
+        asked_at=row["asked_at"],
+        answered_at=row["answered_at"],
+        answered_name=row["answered_name"],
+    )
+
+
+def link(row: Any) -> MessageLink:
+    return MessageLink(
+        chat=row["chat"],
+        message_id=row["message_id"],
+        kind=row["kind"],
+        issue_id=row["issue_id"],
+        question_id=row["question_id"],
+        created_at=row["created_at"],
     )

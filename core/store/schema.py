@@ -312,6 +312,39 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_due ON outbox(state, due_at);
     CREATE INDEX outbox_alert ON outbox(alert_id, chat);
     """,
+    # Agents' questions about their issues (answered from the phone; an open one makes its issue
+    # not workable: core.store.issues.workable), and which sent message shows which issue or
+    # question (what a Telegram reply to it is about).
+    """
+    CREATE TABLE questions (
+        id INTEGER PRIMARY KEY,
+        company_id TEXT NOT NULL REFERENCES companies(id),
+        issue_id TEXT NOT NULL REFERENCES issues(id),
+        agent_id TEXT NOT NULL REFERENCES agents(id),
+        run_id TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('question','approval')),
+        text TEXT NOT NULL,
+        choices TEXT NOT NULL DEFAULT '[]',
+        status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open','answered','cancelled')),
+        answer TEXT,
+        answered_by TEXT,
+        answered_name TEXT NOT NULL DEFAULT '',
+        asked_at REAL NOT NULL,
+        answered_at REAL
+    );
+    CREATE INDEX questions_issue ON questions(issue_id, id);
+    CREATE INDEX questions_open ON questions(issue_id) WHERE status = 'open';
+    CREATE TABLE message_links (
+        chat TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('summary','run','issue','question','pin')),
+        issue_id TEXT,
+        question_id INTEGER,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (chat, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX message_links_pin ON message_links(chat, kind, created_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

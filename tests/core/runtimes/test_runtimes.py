@@ -394,6 +394,7 @@ async def test_process_environment(tmp_path: Path) -> None:
         "FLEETBOT_MAX_TURNS": "12",
         "FLEETBOT_DEADLINE": str(job.deadline),
         "FLEETBOT_WAKE_REASON": "heartbeat",
+        "FLEETBOT_WAKE_NOTE": "",
     }
     assert (env["PATH"], env["HOME"], env["LANG"], env["AGENT_MODE"]) == (
         "/usr/bin:/bin",
