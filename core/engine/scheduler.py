@@ -102,6 +102,8 @@ class Scheduler:
         # Wakes with news (an answer, a comment) that found the agent in a run: they are
         # delivered when that run ends instead of being lost to a busy heartbeat.
         self._pending: dict[str, list[_Wake]] = {}
+        # Dispatches of runs their agent finished, still winding down (WRAP_UP), by agent.
+        self._winding: dict[str, asyncio.Task[Any]] = {}
         self._aps: AsyncIOScheduler | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._closed = False
@@ -196,6 +198,8 @@ class Scheduler:
             if task is not None and not event.by_agent:
                 task.cancel()  # the run is over (timeout, cap, cancel): stop its runtime
                 task = None
+            if task is not None:
+                self._winding[event.agent_id] = task
             # Work queued behind this run should not wait for the next interval (nor overlap
             # the turn of a run the agent finished while that turn winds down).
             self._spawn(self._wake_if_work(event.agent_id, after=task), f"next:{event.agent_id}")
@@ -213,6 +217,8 @@ class Scheduler:
                 )
                 after.cancel()
                 await asyncio.gather(after, return_exceptions=True)
+            if self._winding.get(agent_id) is after:
+                del self._winding[agent_id]
         pending = self._pending.pop(agent_id, [])
         if await issue_store.has_workable(self.service.db.reader, agent_id, self.clock.now()):
             why = pending.pop(0) if pending else _Wake()
@@ -228,6 +234,12 @@ class Scheduler:
 
     async def _beat(self, agent_id: str, *, forced: bool, why: _Wake | None = None) -> Beat | None:
         why = why or _Wake()
+        winding = self._winding.get(agent_id)
+        if winding is not None and not winding.done():
+            # One turn of an agent at a time: its finished run's turn is still winding down.
+            if not forced:
+                return None  # the sweep moves on; the wake after the wrap-up beats it
+            await asyncio.wait([winding], timeout=WRAP_UP + 1)
         try:
             beat = await self.heartbeat.beat(agent_id, forced=forced, prefer=why.issue_id)
         except Exception:

@@ -286,6 +286,38 @@ async def test_a_turn_that_goes_on_after_finish_is_stopped_after_the_wrap_up(
         assert (run.status, run.reason_code) == (RunStatus.SUCCEEDED, "done")
 
 
+async def test_work_for_an_agent_winding_down_waits_for_its_turn_to_end(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One turn per agent at a time: an issue filed (and its wake) while the agent's finished
+    run still winds down starts only once that turn has ended."""
+    monkeypatch.setattr(scheduler_module, "WRAP_UP", 0.3)
+    async with open_stack(tmp_path, clock) as s:
+        log: list[str] = []
+        finished = asyncio.Event()
+
+        async def behave(job: Dispatch) -> DispatchResult:
+            log.append(f"start {job.issue_id}")
+            if job.issue_id != first.id:
+                return DispatchResult(finished=True)
+            await _finish_from_the_api(s, job)
+            finished.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                log.append(f"end {job.issue_id}")
+            raise AssertionError("unreachable")
+
+        s.runtimes.behaviour = behave
+        first = await s.service.file_issue(title="one", assignee="ali-cto", actor="o")
+        await asyncio.wait_for(finished.wait(), 5)
+        second = await s.service.file_issue(title="two", assignee="ali-cto", actor="o")
+        await s.scheduler.tick()  # a sweep meanwhile skips the agent
+        await asyncio.wait_for(s.scheduler.drain(), 5)
+        assert log == [f"start {first.id}", f"end {first.id}", f"start {second.id}"]
+        assert (await s.service.issue(second.id)).status is IssueStatus.IN_REVIEW
+
+
 async def test_attempt_budget_blocks_the_issue_for_good(tmp_path: Path, clock: ManualClock) -> None:
     behaviour = finishes(DispatchResult(finished=True, outcome=RunOutcome.FAILED, summary="no"))
     async with open_stack(tmp_path, clock, behaviour=behaviour) as s:
