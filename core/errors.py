@@ -107,6 +107,10 @@ class AlertNotFound(NotFound):
     code = "alert_not_found"
 
 
+class RoutineNotFound(NotFound):
+    code = "routine_not_found"
+
+
 class InvalidInput(FleetbotError):
     code = "invalid_input"
 

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 class IssueAssigned:
     issue_id: str
     agent_id: str
+    reason: str = "assigned"  # the wake reason: assigned, routine or planner
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ class AgentStatus(StrEnum):
 
 
 class IssueStatus(StrEnum):
+    BACKLOG = "backlog"  # filed for later: no heartbeat works it until it is promoted to todo
     TODO = "todo"  # filed, waiting for its agent
     IN_PROGRESS = "in_progress"  # an agent has started on it
     IN_REVIEW = "in_review"  # the agent is done; a human or reviewer checks it
@@ -34,11 +35,13 @@ OPEN_ISSUE_STATUSES = frozenset(set(IssueStatus) - TERMINAL_ISSUE_STATUSES)
 WORKABLE_ISSUE_STATUSES = frozenset({IssueStatus.TODO, IssueStatus.IN_PROGRESS})
 
 # The issue status graph. `blocked` and `cancelled` are reachable from every open state;
-# in_progress -> done is allowed because most agents finish without a review step;
-# in_review -> in_progress sends work back; blocked -> todo is "retry".
+# backlog <-> todo is promoting and deferring; in_progress -> done is allowed because most
+# agents finish without a review step; in_review -> in_progress sends work back; blocked ->
+# todo is "retry".
 ISSUE_TRANSITIONS: dict[IssueStatus, frozenset[IssueStatus]] = {
+    IssueStatus.BACKLOG: frozenset({IssueStatus.TODO, IssueStatus.BLOCKED, IssueStatus.CANCELLED}),
     IssueStatus.TODO: frozenset(
-        {IssueStatus.IN_PROGRESS, IssueStatus.BLOCKED, IssueStatus.CANCELLED}
+        {IssueStatus.IN_PROGRESS, IssueStatus.BACKLOG, IssueStatus.BLOCKED, IssueStatus.CANCELLED}
     ),
     IssueStatus.IN_PROGRESS: frozenset(
         {IssueStatus.IN_REVIEW, IssueStatus.DONE, IssueStatus.BLOCKED, IssueStatus.CANCELLED}
@@ -50,6 +53,28 @@ ISSUE_TRANSITIONS: dict[IssueStatus, frozenset[IssueStatus]] = {
     IssueStatus.DONE: frozenset(),
     IssueStatus.CANCELLED: frozenset(),
 }
+
+
+class Priority(StrEnum):
+    """How soon an issue should be worked: inboxes are worked by priority, then age. A
+    critical issue is also urgent: it is worked outside an agent's active hours."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for critical … 3 for low: what the store keeps and sorts on."""
+        return _PRIORITY_ORDER.index(self)
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Priority:
+        return _PRIORITY_ORDER[rank]
+
+
+_PRIORITY_ORDER = (Priority.CRITICAL, Priority.HIGH, Priority.MEDIUM, Priority.LOW)
 
 
 def transition_allowed(current: IssueStatus, new: IssueStatus) -> bool:
@@ -97,6 +122,7 @@ class HeartbeatOutcome(StrEnum):
     ERROR = "error"  # skipped: agent in error
     UNAUTHENTICATED = "unauthenticated"  # skipped: token does not verify
     BUSY = "busy"  # skipped: agent already has a live run
+    OFF_HOURS = "off_hours"  # skipped: work waits, but it is outside the agent's active hours
 
 
 class AuthReason(StrEnum):
@@ -162,6 +188,8 @@ class Issue:
     reason: str
     created_at: float
     updated_at: float
+    priority: Priority = Priority.MEDIUM
+    routine_id: int | None = None  # the routine that filed it (core.queues.routines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,3 +267,33 @@ class MessageLink:
     issue_id: str | None
     question_id: int | None
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Routine:
+    """Recurring work: an issue filed on a schedule (shown as `R3`; core.queues.routines)."""
+
+    id: int
+    company_id: str
+    name: str  # unique in its company
+    assignee: str  # an agent id or a role, resolved when an instance is filed
+    schedule: str  # as written: `every 4h`, `daily 09:00`, `cron 0 9 * * mon-fri`
+    timezone: str
+    title: str  # templates: {date} {time} {weekday} {week} {month} {year} {company} {routine}
+    body: str
+    priority: Priority
+    source: str  # config (from config.yaml; removed there only) or chat (/routines add)
+    paused: bool
+    next_at: float  # the next due time
+    last_at: float | None  # when it last came due (filed or skipped)
+    last_issue: str | None  # its newest instance
+    skipped: int  # due times skipped because the last instance was still open
+    streak: int  # of those, in a row up to now
+    missed: int  # due times that passed while fleetbot was down
+    late: str  # why its schedule slipped now ("" when it is on time): the routine_missed alert
+    created_by: str
+    created_at: float
+
+    @property
+    def ref(self) -> str:
+        return f"R{self.id}"

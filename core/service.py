@@ -20,12 +20,15 @@ from core.models import (
     Comment,
     Issue,
     IssueStatus,
+    Priority,
     Question,
     Run,
     RunOutcome,
 )
-from core.queries import FleetQueries, IssueFilter
+from core.queries import IssueFilter
 from core.questions import Questions, Talk, cancel_open_in
+from core.queues.facade import QueueDesk
+from core.queues.routines import RoutineBook, sync_routines
 from core.runs import RunBook
 from core.store import (
     agents as agent_store,
@@ -43,7 +46,7 @@ __all__ = ["FleetService", "IssueFilter", "Talk", "TokenCheck"]
 TokenCheck = Callable[[Agent], TokenInvalid | None]
 
 
-class FleetService(FleetQueries):
+class FleetService(QueueDesk):
     def __init__(
         self,
         db: Database,
@@ -57,6 +60,7 @@ class FleetService(FleetQueries):
         self.token_check = token_check
         self.runs = RunBook(db, clock, self.events, config.defaults, config.monitors)
         self.asked = Questions(db, clock, self.events)
+        self.routine_book = RoutineBook(db, config, clock, self.events)
 
     async def sync_config(self) -> None:
         """Make the store's companies and agents match the config (core.store.sync). Agents
@@ -64,6 +68,7 @@ class FleetService(FleetQueries):
         by an operator with /role survives restarts."""
         async with self.db.write() as conn:
             await sync(conn, self.config, self.clock.now())
+            await sync_routines(conn, self.config, self.clock.now())
 
     # -- operator actions -----------------------------------------------------------------------
 
@@ -76,7 +81,11 @@ class FleetService(FleetQueries):
         company: str | None = None,
         body: str = "",
         model: str | None = None,
+        priority: Priority = Priority.MEDIUM,
+        backlog: bool = False,
     ) -> Issue:
+        """A new issue in its assignee's inbox (woken at once), or in the `backlog`, which no
+        heartbeat works until it is promoted (core.queues.backlog)."""
         title = " ".join(title.split())
         if not title:
             raise InvalidInput("an issue needs a title")
@@ -97,9 +106,19 @@ class FleetService(FleetQueries):
                 model=model,
                 max_attempts=self.config.defaults.max_attempts,
                 now=now,
+                priority=priority,
+                status=IssueStatus.BACKLOG if backlog else IssueStatus.TODO,
             )
-            await audit.record(conn, now, actor, "issue.file", issue.id, {"assignee": agent.id})
-        self.events.publish(IssueAssigned(issue.id, agent.id))
+            await audit.record(
+                conn,
+                now,
+                actor,
+                "issue.file",
+                issue.id,
+                {"assignee": agent.id, "priority": priority, "backlog": backlog},
+            )
+        if not backlog:
+            self.events.publish(IssueAssigned(issue.id, agent.id))
         return issue
 
     async def assign(self, issue_id: str, assignee: str, actor: str) -> Issue:
@@ -142,6 +161,7 @@ class FleetService(FleetQueries):
             if status not in ISSUE_TRANSITIONS[current.status]:
                 raise InvalidTransition(_transition_error(current, status))
             retry = current.status is IssueStatus.BLOCKED and status is IssueStatus.TODO
+            promoted = current.status is IssueStatus.BACKLOG and status is IssueStatus.TODO
             await issue_store.move(conn, issue.id, status, reason, now, retry=retry)
             await audit.record(
                 conn, now, actor, "issue.move", issue.id, {"from": current.status, "to": status}
@@ -155,7 +175,7 @@ class FleetService(FleetQueries):
             # The owner closed the issue under a live run: that run ends as cancelled, which
             # is not a failure and costs no attempt.
             await self.runs.cancel(live_run, f"{issue.id} was {status.value} by {actor}")
-        if retry and current.assignee_id:
+        if (retry or promoted) and current.assignee_id:
             self.events.publish(IssueAssigned(issue.id, current.assignee_id))
         assert updated is not None
         return updated

@@ -399,7 +399,7 @@ async def note_beat(
     """Count heartbeats that found a company without open work (inside the beat's write)."""
     if outcome is HeartbeatOutcome.NO_WORK:
         has_work = await issue_store.company_has_work(conn, company_id)
-    elif outcome is HeartbeatOutcome.DISPATCHED:
+    elif outcome in (HeartbeatOutcome.DISPATCHED, HeartbeatOutcome.OFF_HOURS):
         has_work = True
     else:
         return  # a skipped agent tells nothing about the queue

@@ -1,105 +1,55 @@
-"""The config file's sections as pydantic models: frozen, unknown keys refused, durations parsed."""
+"""The config file's sections as pydantic models: frozen, unknown keys refused, durations parsed.
+
+The building blocks are in core.config.base, the runtimes in core.config.runtimes and the
+queues' sections (active hours, routines, the planner, the breaker) in core.config.queues.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from core.auth.keyring import EDDSA_MISSING, eddsa_available
-from core.config.process_checks import process_problem
-from core.durations import USAGE as DURATION_USAGE, duration_text, parse_duration
-
-# JSON keeps the unit, so a runtime stored as JSON (core.store.sync) validates again.
-Seconds = Annotated[
-    float, BeforeValidator(parse_duration), PlainSerializer(duration_text, when_used="json")
-]
-DEFAULT_TELEGRAM_TOKEN_ENV = "FLEETBOT_TELEGRAM_TOKEN"
-
-_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-_PREFIX = r"^[A-Z][A-Z0-9]{0,7}$"
-_URL = r"^(https?|wss?)://"
-_PATH = r"^/"
-# Each pattern in words, for the error message (core.config.explain): nobody should have to
-# read a regex to fix their config.
-PATTERN_WORDS = {
-    _ID: "ids are 1–64 lowercase letters, digits, dots, underscores and dashes, starting with "
-    "a letter or a digit",
-    _PREFIX: "a prefix is 1–8 capital letters and digits, starting with a letter (issues are "
-    "numbered PREFIX-1, PREFIX-2, …)",
-    _URL: "write a URL starting with http://, https://, ws:// or wss://",
-    _PATH: "write a path starting with /",
-}
-
-# auth.<key> names that would hold signing keys outside the key ring.
-_SECOND_KEY_SOURCES = frozenset(
-    {
-        "secret",
-        "secrets",
-        "key",
-        "keys",
-        "jwt_secret",
-        "signing_key",
-        "signing_keys",
-        "hmac_secret",
-        "keyrings",
-        "keyring_paths",
-        "extra_keyrings",
-    }
+from core.config.base import (
+    DEFAULT_TELEGRAM_TOKEN_ENV,
+    ID,
+    PATTERN_WORDS,
+    PREFIX,
+    SECOND_KEY_SOURCES,
+    Model,
+    Seconds,
+    SecretRef,
+    host_port,
 )
+from core.config.queues import ActiveHours, PlannerConfig, RoutineConfig, SpendVelocity
+from core.config.runtimes import (
+    HttpRuntime,
+    OpenClawRuntime,
+    ProcessRuntime,
+    RuntimeConfig,
+    SimulatedRuntime,
+)
+from core.durations import USAGE as DURATION_USAGE
+from core.queues.schedule import zone
+
+__all__ = [
+    "DEFAULT_TELEGRAM_TOKEN_ENV",
+    "PATTERN_WORDS",
+    "HttpRuntime",
+    "OpenClawRuntime",
+    "ProcessRuntime",
+    "RuntimeConfig",
+    "Seconds",
+    "SecretRef",
+    "SimulatedRuntime",
+]
 
 
-class _Model(BaseModel):
-    """The base of every section: an unknown key (often a typo) is an error; values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SecretRef(_Model):
-    """Where a secret lives: an env var or a file, never the config itself."""
-
-    env: str | None = None
-    file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of `env: VAR_NAME` or `file: /path/to/secret`")
-        return self
-
-    def resolve(self, env: Mapping[str, str]) -> str | None:
-        if self.env is not None:
-            return env.get(self.env) or None
-        assert self.file is not None
-        try:
-            return self.file.read_text().strip() or None
-        except OSError:
-            return None
-
-    def describe(self) -> str:
-        return f"env var {self.env}" if self.env else f"file {self.file}"
-
-
-def _host_port(v: str) -> str:
-    host, sep, port = v.rpartition(":")
-    # isascii: "²" passes isdigit() but not int().
-    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise ValueError("write host:port, e.g. 127.0.0.1:8080")
-    return v
-
-
-class WebhookConfig(_Model):
+class WebhookConfig(Model):
     url: str
     listen: str = "0.0.0.0:8443"
     secret_token_env: str = "FLEETBOT_WEBHOOK_SECRET"
@@ -107,10 +57,10 @@ class WebhookConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, v: str) -> str:
-        return _host_port(v)
+        return host_port(v)
 
 
-class TelegramConfig(_Model):
+class TelegramConfig(Model):
     token_env: str = DEFAULT_TELEGRAM_TOKEN_ENV
     token_file: Path | None = None
     base_url: str = "https://api.telegram.org/bot"
@@ -149,11 +99,11 @@ class TelegramConfig(_Model):
         return v
 
 
-class StorageConfig(_Model):
+class StorageConfig(Model):
     path: Path = Path("fleetbot.db")
 
 
-class ApiConfig(_Model):
+class ApiConfig(Model):
     listen: str = "127.0.0.1:8080"
     public_url: str | None = None
     # What a client may send, and for how long (core.api.server, core.api.app).
@@ -165,7 +115,7 @@ class ApiConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, v: str) -> str:
-        return _host_port(v)
+        return host_port(v)
 
     @field_validator("max_body", "max_header", mode="before")
     @classmethod
@@ -200,7 +150,7 @@ class ApiConfig(_Model):
         return self.public_url or f"http://{self.listen}"
 
 
-class AuthConfig(_Model):
+class AuthConfig(Model):
     keyring: Path = Path("secrets/keyring.json")
     token_dir: Path = Path("secrets/tokens")
     token_ttl: Seconds = 30 * 86400
@@ -223,7 +173,7 @@ class AuthConfig(_Model):
                     "sources of signing keys. Keep one and move the others away."
                 )
             for key in data:
-                if str(key).lower() in _SECOND_KEY_SOURCES:
+                if str(key).lower() in SECOND_KEY_SOURCES:
                     raise ValueError(
                         f"two sources of signing keys: the key ring {keyring} (auth.keyring) "
                         f"and auth.{key} in the config. Signing keys live only in the key ring: "
@@ -246,7 +196,7 @@ class AuthConfig(_Model):
         return v
 
 
-class Defaults(_Model):
+class Defaults(Model):
     heartbeat: Seconds = 4 * 3600
     model: str = "glm-5.2-cloud"
     max_turns_per_run: int = Field(default=50, ge=1, le=10_000)
@@ -254,6 +204,10 @@ class Defaults(_Model):
     max_attempts: int = Field(default=3, ge=1, le=100)
     retry_backoff: Seconds = 60
     wake_on_assign: bool = True
+    # Hours in which heartbeats may wake a model (core.queues.hours); none: always.
+    active_hours: ActiveHours | None = None
+    # Backlog items promoted to todo when an agent's inbox runs empty (0: never).
+    backlog_promote: int = Field(default=1, ge=0, le=20)
     # Allowlist per role; "*" applies to roles not listed.
     skills: dict[str, list[str]] = Field(
         default_factory=lambda: {"*": ["issues.create", "summaries.post"]}
@@ -267,7 +221,7 @@ class Defaults(_Model):
         return v
 
 
-class MonitorsConfig(_Model):
+class MonitorsConfig(Model):
     interval: Seconds = 60
     stuck_after: Seconds = 30 * 60
     silent_after: Seconds = 2 * 3600
@@ -275,9 +229,11 @@ class MonitorsConfig(_Model):
     budget_warn: float = Field(default=0.8, gt=0, le=1)
     recovery_loop_dispatches: int = Field(default=10, ge=2)
     recovery_loop_window: Seconds = 3600
+    # The spend-velocity breaker (core.queues.breaker); null turns it off.
+    spend_velocity: SpendVelocity | None = Field(default_factory=SpendVelocity)
 
 
-class QuietHours(_Model):
+class QuietHours(Model):
     start: str
     end: str
     timezone: str = "UTC"
@@ -290,7 +246,7 @@ class QuietHours(_Model):
         return v
 
 
-class AlertsConfig(_Model):
+class AlertsConfig(Model):
     group_wait: Seconds = 30
     repeat_interval: Seconds = 4 * 3600
     quiet_hours: QuietHours | None = None
@@ -298,100 +254,8 @@ class AlertsConfig(_Model):
     auto_reset_max: Seconds = 6 * 3600
 
 
-class HttpRuntime(_Model):
-    kind: Literal["http"]
-    url: str
-    timeout: Seconds = 30
-    headers: dict[str, str] = Field(default_factory=dict)
-    secret_headers: dict[str, SecretRef] = Field(default_factory=dict)
-
-    def secret_refs(self) -> list[SecretRef]:
-        """Every secret this runtime reads when it wakes an agent."""
-        return list(self.secret_headers.values())
-
-
-class OpenClawRuntime(_Model):
-    kind: Literal["openclaw"]
-    # The gateway; it serves the WebSocket protocol and the hooks on one port, so http(s)://
-    # and ws(s):// name the same place.
-    url: str = Field(pattern=_URL)
-    # gateway: the WebSocket protocol (v4), which reports every turn's end, reply and usage.
-    # hooks: POST {url}{hook_path} with waitForCompletion, for gateways that only expose hooks.
-    transport: Literal["gateway", "hooks"] = "gateway"
-    # The gateway token (gateway.auth.token) for `gateway`; the hooks token for `hooks`.
-    token_env: str | None = None
-    token_file: Path | None = None
-    agent_id: str | None = None  # the OpenClaw agentId; defaults to the fleetbot agent id
-    # issue: one OpenClaw session per issue, so a retry keeps its context; run: a fresh one.
-    session: Literal["issue", "run"] = "issue"
-    # How long to wait for the gateway to connect and acknowledge a turn, per attempt. A late
-    # acknowledgement is retried with the same idempotency key: it never starts a second turn.
-    timeout: Seconds = 30
-    hook_path: str = Field(default="/hooks/agent", pattern=_PATH)
-
-    @model_validator(mode="after")
-    def _one_token(self) -> OpenClawRuntime:
-        if (self.token_env is None) == (self.token_file is None):
-            raise ValueError("give exactly one of token_env (an env var name) or token_file")
-        return self
-
-    def token_ref(self) -> SecretRef:
-        if self.token_file is not None:
-            return SecretRef(file=self.token_file)
-        return SecretRef(env=self.token_env)
-
-    def secret_refs(self) -> list[SecretRef]:
-        """Every secret this runtime reads when it wakes an agent."""
-        return [self.token_ref()]
-
-
-class ProcessRuntime(_Model):
-    kind: Literal["process"]
-    # A ready-made command for a coding-agent CLI (core/runtimes/presets.py); with one,
-    # `command` only names the program (default claude / codex) and `args` adds flags.
-    preset: Literal["claude-code", "codex"] | None = None
-    command: Annotated[list[str], Field(min_length=1)] | None = None
-    args: list[str] = Field(default_factory=list)
-    cwd: Path | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    secret_env: dict[str, SecretRef] = Field(default_factory=dict)  # e.g. a model's API key
-    kill_grace: Seconds = 5
-
-    @model_validator(mode="after")
-    def _runnable(self) -> ProcessRuntime:
-        problem = process_problem(self.preset, self.command, self.args, self.env, self.secret_env)
-        if problem:
-            raise ValueError(problem)
-        return self
-
-    def secret_refs(self) -> list[SecretRef]:
-        """Every secret this runtime reads when it wakes an agent (besides the run token)."""
-        return list(self.secret_env.values())
-
-
-class SimulatedRuntime(_Model):
-    kind: Literal["simulated"]
-    latency: Seconds = 0.05
-    failure_rate: float = Field(default=0.0, ge=0, le=1)
-    unauthorized_rate: float = Field(default=0.0, ge=0, le=1)
-    hang_rate: float = Field(default=0.0, ge=0, le=1)
-    blocked_rate: float = Field(default=0.0, ge=0, le=1)  # finishes saying it is blocked
-    turns: int = Field(default=3, ge=0)
-    cost_per_turn: float = Field(default=0.002, ge=0)
-    seed: int | None = None
-
-    def secret_refs(self) -> list[SecretRef]:
-        return []
-
-
-RuntimeConfig = Annotated[
-    HttpRuntime | OpenClawRuntime | ProcessRuntime | SimulatedRuntime,
-    Field(discriminator="kind"),
-]
-
-
-class AgentConfig(_Model):
-    id: str = Field(pattern=_ID)
+class AgentConfig(Model):
+    id: str = Field(pattern=ID)
     name: str | None = None
     role: str = Field(min_length=1, max_length=64)
     reports_to: str | None = None
@@ -402,6 +266,7 @@ class AgentConfig(_Model):
     run_timeout: Seconds | None = None
     skills: list[str] | None = None
     monthly_budget: float | None = Field(default=None, ge=0)
+    active_hours: ActiveHours | None = None  # overrides the company's and defaults'
 
     @field_validator("role")
     @classmethod
@@ -409,26 +274,37 @@ class AgentConfig(_Model):
         return v.strip().lower()
 
 
-class CompanyTopics(_Model):
+class CompanyTopics(Model):
     alerts: int | None = None
     summaries: int | None = None
 
 
-class BudgetConfig(_Model):
+class BudgetConfig(Model):
     monthly_usd: float = Field(ge=0)
 
 
-class CompanyConfig(_Model):
-    id: str = Field(pattern=_ID)
+class CompanyConfig(Model):
+    id: str = Field(pattern=ID)
     name: str
-    prefix: str = Field(pattern=_PREFIX)
+    prefix: str = Field(pattern=PREFIX)
     chat: int | str | None = None
     topics: CompanyTopics | None = None
     budget: BudgetConfig | None = None
+    # The zone routines and active hours are read in, unless they name their own.
+    timezone: str = "UTC"
+    active_hours: ActiveHours | None = None  # for its agents, over defaults.active_hours
+    planner: PlannerConfig | None = None  # opt-in (core.queues.planner)
+    routines: list[RoutineConfig] = Field(default_factory=list)
     agents: list[AgentConfig] = Field(default_factory=list)
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        zone(v)
+        return v
 
-class Config(_Model):
+
+class Config(Model):
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -462,6 +338,7 @@ class Config(_Model):
                 seen_agents.add(a.id)
         for i, c in enumerate(self.companies):
             ids = {a.id for a in c.agents}
+            _check_queue_targets(i, c)
             for j, a in enumerate(c.agents):
                 if a.reports_to is not None and a.reports_to not in ids:
                     raise ValueError(
@@ -489,3 +366,25 @@ class Config(_Model):
                 if a.id == agent_id:
                     return a
         return None
+
+
+def _check_queue_targets(i: int, c: CompanyConfig) -> None:
+    """Routines and the planner name agents or roles the company has; routine names are unique."""
+    at = f"companies[{i}] (id: {c.id})"
+    known = {a.id for a in c.agents} | {a.role for a in c.agents}
+    names: set[str] = set()
+    for k, r in enumerate(c.routines):
+        if r.name in names:
+            raise ValueError(f"{at}.routines[{k}].name: {r.name!r} is used twice in {c.id}")
+        names.add(r.name)
+        if r.assignee.lower().lstrip("@") not in known:
+            raise ValueError(
+                f"{at}.routines[{k}] (name: {r.name}).assignee: {r.assignee!r} is no agent id "
+                f"or role of {c.id}; use one of: {', '.join(sorted(known)) or '(none)'}"
+            )
+    target = c.planner.assignee if c.planner is not None else None
+    if target is not None and target.lower().lstrip("@") not in known:
+        raise ValueError(
+            f"{at}.planner.assignee: {target!r} is no agent id or role of {c.id}; use one "
+            f"of: {', '.join(sorted(known)) or '(none)'}"
+        )

@@ -2,19 +2,26 @@
 
 A heartbeat never calls a runtime itself. It checks the agent's status and token, reads the inbox
 from the store, and either records a skipped heartbeat (no work: zero LLM calls, counted as saved)
-or opens a run and hands it back for dispatch.
+or opens a run and hands it back for dispatch. An empty inbox first promotes the agent's top
+backlog item (core.queues.backlog), which this same beat then dispatches. Outside the agent's
+active hours (core.queues.hours) only critical work is dispatched; other work waits (outcome
+`off_hours`) and the next beat is moved up to when the hours begin.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aiosqlite
+
 from core.alerting.monitors import note_beat
 from core.auth.agent_auth import AgentAuth
 from core.clock import Clock
 from core.errors import TokenInvalid
 from core.events import Event
-from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Run
+from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Priority, Run
+from core.queues.backlog import has_promotable, promote_for
+from core.queues.hours import HoursBook
 from core.service import FleetService
 from core.store import agents as agent_store, heartbeats, issues as issue_store
 
@@ -40,6 +47,15 @@ class Heartbeat:
         self.db = service.db
         self.auth = auth
         self.clock = clock
+        self.hours = HoursBook(service.config)
+        self.promote = service.config.defaults.backlog_promote
+
+    async def has_work(self, agent_id: str) -> bool:
+        """Could a beat now start a run (a workable issue, or a backlog item to promote)?"""
+        reader = self.db.reader
+        if await issue_store.has_workable(reader, agent_id, self.clock.now()):
+            return True
+        return self.promote > 0 and await has_promotable(reader, agent_id)
 
     async def due(self, now: float, limit: int = 1000) -> list[str]:
         """Agents whose heartbeat is due, most overdue first (an index range scan)."""
@@ -83,23 +99,45 @@ class Heartbeat:
                     # The token verifies again: back to work with no manual reset.
                     changed = await agent_store.set_status(conn, agent, AgentStatus.IDLE, now)
                     events.extend([changed] if changed else [])
-                issue = None
-                if prefer is not None:
-                    issue = await issue_store.workable_one(conn, prefer, agent.id, now)
-                if issue is None:
-                    issue = await issue_store.next_workable(conn, agent.id, now)
+                active = self.hours.active(agent.id, now)
+                issue = await self._pick(conn, agent, prefer, active, now)
                 if issue is not None:
                     run = await self.service.runs.open(conn, agent, issue, now)
                 if run is None:
                     outcome = HeartbeatOutcome.NO_WORK
+                    if not active and await issue_store.has_workable(conn, agent.id, now):
+                        outcome = HeartbeatOutcome.OFF_HOURS
                 else:
                     outcome = HeartbeatOutcome.DISPATCHED
                     idle = await agent_store.get(conn, agent.id)
                     assert idle is not None
                     changed = await agent_store.set_status(conn, idle, AgentStatus.RUNNING, now)
                     events.extend([changed] if changed else [])
-            await agent_store.beat_at(conn, agent.id, now + agent.heartbeat_seconds)
+            next_beat = now + agent.heartbeat_seconds
+            if outcome is HeartbeatOutcome.OFF_HOURS:  # waiting work starts when hours begin
+                next_beat = min(next_beat, self.hours.next_start(agent.id, now))
+            await agent_store.beat_at(conn, agent.id, next_beat)
             await heartbeats.count(conn, agent.id, now, outcome.value)
             await note_beat(conn, agent.company_id, outcome, now)  # the queue_empty monitor
         self.service.events.publish(*events)
         return Beat(agent, outcome, run, issue if run is not None else None)
+
+    async def _pick(
+        self, conn: aiosqlite.Connection, agent: Agent, prefer: str | None, active: bool, now: float
+    ) -> Issue | None:
+        """The issue to work: `prefer` if workable, else the inbox's first; outside active
+        hours critical ones only; an empty inbox promotes the backlog's first first."""
+        issue = None
+        if prefer is not None:
+            issue = await issue_store.workable_one(conn, prefer, agent.id, now)
+            if issue is not None and not active and issue.priority is not Priority.CRITICAL:
+                issue = None
+        if issue is None:
+            issue = await issue_store.next_workable(conn, agent.id, now, urgent_only=not active)
+        if issue is not None or not active or self.promote == 0:
+            return issue
+        if not await issue_store.has_inbox(conn, agent.id) and await promote_for(
+            conn, agent, self.promote, now
+        ):
+            issue = await issue_store.next_workable(conn, agent.id, now)
+        return issue

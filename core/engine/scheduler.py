@@ -26,7 +26,6 @@ from core.models import Agent, HeartbeatOutcome, RunStatus
 from core.runtimes import build_runtime
 from core.runtimes.base import Dispatch, RunReporter, Runtime
 from core.service import FleetService
-from core.store import issues as issue_store
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +189,7 @@ class Scheduler:
         if isinstance(event, WakeRequested):
             self.wake(event.agent_id, event.reason, issue_id=event.issue_id, note=event.note)
         elif isinstance(event, IssueAssigned) and self.wake_on_assign:
-            self.wake(event.agent_id, "assigned")
+            self.wake(event.agent_id, event.reason)
         elif isinstance(event, RunEnded) and event.status is not RunStatus.RUNNING:
             task = self._dispatches.pop(event.run_id, None)
             if task is asyncio.current_task():
@@ -220,7 +219,7 @@ class Scheduler:
             if self._winding.get(agent_id) is after:
                 del self._winding[agent_id]
         pending = self._pending.pop(agent_id, [])
-        if await issue_store.has_workable(self.service.db.reader, agent_id, self.clock.now()):
+        if await self.heartbeat.has_work(agent_id):
             why = pending.pop(0) if pending else _Wake()
             if pending:
                 self._pending[agent_id] = pending

@@ -24,7 +24,7 @@ from typing import Any
 import aiosqlite
 
 from core.errors import SchemaTooNew, StoreError, StoreUnavailable
-from core.store.schema import MIGRATIONS, SCHEMA_VERSION
+from core.store.schema import MIGRATIONS, REBUILDS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 5000  # how long a statement waits for another process's lock
 PROBE_BUSY_TIMEOUT_MS = 500  # the readiness probe's wait: probes time out after about a second
@@ -160,10 +160,15 @@ class Database:
         assert self._writer is not None
         version = await self._check_version()
         for number in range(version, SCHEMA_VERSION):
+            rebuild = REBUILDS in MIGRATIONS[number]
+            if rebuild:  # a no-op inside a transaction, so before BEGIN
+                await self._writer.execute("PRAGMA foreign_keys = OFF")
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _statements(MIGRATIONS[number]):
                     await self._writer.execute(statement)
+                if rebuild and await fetch_all(self._writer, "PRAGMA foreign_key_check"):
+                    raise sqlite3.IntegrityError("a rebuilt table lost rows others refer to")
                 await self._writer.execute(f"PRAGMA user_version = {number + 1}")
                 await self._writer.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -176,6 +181,9 @@ class Database:
             except BaseException:
                 await self._writer.execute("ROLLBACK")
                 raise
+            finally:
+                if rebuild:
+                    await self._writer.execute("PRAGMA foreign_keys = ON")
 
     @property
     def schema_version(self) -> int:

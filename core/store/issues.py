@@ -21,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from core.models import WORKABLE_ISSUE_STATUSES, Comment, Issue, IssueStatus
+from core.models import WORKABLE_ISSUE_STATUSES, Comment, Issue, IssueStatus, Priority
 from core.store import rows
 from core.store.db import fetch_all, fetch_one
 
@@ -51,8 +51,10 @@ IN_INBOX = in_inbox()
 WORKABLE = workable()
 
 _SELECT = f"SELECT {rows.ISSUE_COLUMNS} FROM issues"
-# Inboxes are worked oldest first.
-_OLDEST_FIRST = "ORDER BY created_at, number"
+# Inboxes are worked by priority (0 critical … 3 low), then oldest first; backlogs are promoted
+# in the same order.
+_OLDEST_FIRST = "ORDER BY priority, created_at, number"
+URGENT = Priority.CRITICAL.rank  # worked outside active hours too
 
 
 async def get(conn: aiosqlite.Connection, issue_id: str) -> Issue | None:
@@ -96,11 +98,15 @@ async def inbox(conn: aiosqlite.Connection, agent_id: str, limit: int = 100) -> 
     return [rows.issue(r) for r in found]
 
 
-async def next_workable(conn: aiosqlite.Connection, agent_id: str, now: float) -> Issue | None:
-    """The agent's oldest workable issue (what its heartbeat dispatches)."""
+async def next_workable(
+    conn: aiosqlite.Connection, agent_id: str, now: float, *, urgent_only: bool = False
+) -> Issue | None:
+    """The agent's first workable issue by priority, then age (what its heartbeat dispatches);
+    `urgent_only`: critical ones alone (outside the agent's active hours)."""
+    urgent = f"AND priority <= {URGENT} " if urgent_only else ""
     row = await fetch_one(
         conn,
-        f"{_SELECT} WHERE assignee_id = :agent AND {WORKABLE} {_OLDEST_FIRST} LIMIT 1",
+        f"{_SELECT} WHERE assignee_id = :agent AND {WORKABLE} {urgent}{_OLDEST_FIRST} LIMIT 1",
         {"agent": agent_id, "now": now},
     )
     return None if row is None else rows.issue(row)
@@ -125,6 +131,109 @@ async def has_workable(conn: aiosqlite.Connection, agent_id: str, now: float) ->
         {"agent": agent_id, "now": now},
     )
     return row is not None
+
+
+async def has_inbox(conn: aiosqlite.Connection, agent_id: str) -> bool:
+    """Does the agent's inbox hold anything (leased, backing off or waiting on a question too)?"""
+    row = await fetch_one(
+        conn,
+        f"SELECT 1 FROM issues WHERE assignee_id = :agent AND {IN_INBOX} LIMIT 1",
+        {"agent": agent_id},
+    )
+    return row is not None
+
+
+async def backlog(
+    conn: aiosqlite.Connection,
+    *,
+    company_id: str | None = None,
+    assignee_id: str | None = None,
+    limit: int = 50,
+) -> list[Issue]:
+    """Backlog issues in promotion order (priority, then age)."""
+    where, args = ["status = 'backlog'"], dict[str, Any]()
+    if company_id:
+        where.append("company_id = :company")
+        args["company"] = company_id
+    if assignee_id:
+        where.append("assignee_id = :agent")
+        args["agent"] = assignee_id
+    found = await fetch_all(
+        conn,
+        f"{_SELECT} WHERE {' AND '.join(where)} {_OLDEST_FIRST} LIMIT :limit",
+        {**args, "limit": limit},
+    )
+    return [rows.issue(r) for r in found]
+
+
+async def backlog_counts(conn: aiosqlite.Connection) -> dict[str, int]:
+    """company id -> issues in its backlog."""
+    found = await fetch_all(
+        conn, "SELECT company_id, count(*) FROM issues WHERE status = 'backlog' GROUP BY 1"
+    )
+    return {r[0]: r[1] for r in found}
+
+
+async def promote(conn: aiosqlite.Connection, issue_id: str, now: float) -> bool:
+    """backlog -> todo, if it is still in the backlog (compare-and-set)."""
+    cur = await conn.execute(
+        "UPDATE issues SET status = 'todo', reason = 'promoted from the backlog', updated_at = ? "
+        "WHERE id = ? AND status = 'backlog'",
+        (now, issue_id),
+    )
+    return cur.rowcount == 1
+
+
+async def set_priority(
+    conn: aiosqlite.Connection, issue_id: str, priority: Priority, now: float
+) -> None:
+    await conn.execute(
+        "UPDATE issues SET priority = ?, updated_at = ? WHERE id = ?",
+        (priority.rank, now, issue_id),
+    )
+
+
+async def open_by(conn: aiosqlite.Connection, company_id: str, created_by: str) -> Issue | None:
+    """The newest open issue of the company filed by `created_by` (e.g. the planner)."""
+    row = await fetch_one(
+        conn,
+        f"{_SELECT} WHERE company_id = ? AND created_by = ? AND status NOT IN "
+        "('done', 'cancelled') ORDER BY created_at DESC LIMIT 1",
+        (company_id, created_by),
+    )
+    return None if row is None else rows.issue(row)
+
+
+async def last_filed_by(
+    conn: aiosqlite.Connection, company_id: str, created_by: str
+) -> float | None:
+    """When `created_by` last filed an issue in the company (the planner's period)."""
+    row = await fetch_one(
+        conn,
+        "SELECT max(created_at) FROM issues WHERE company_id = ? AND created_by = ?",
+        (company_id, created_by),
+    )
+    return None if row is None else row[0]
+
+
+async def open_of_routine(conn: aiosqlite.Connection, routine_id: int) -> Issue | None:
+    """The routine's instance still open, if any (at most one: core.queues.routines)."""
+    row = await fetch_one(
+        conn,
+        f"{_SELECT} WHERE routine_id = ? AND status NOT IN ('done', 'cancelled') "
+        "ORDER BY created_at DESC LIMIT 1",
+        (routine_id,),
+    )
+    return None if row is None else rows.issue(row)
+
+
+async def recently_done(conn: aiosqlite.Connection, company_id: str, limit: int) -> list[Issue]:
+    found = await fetch_all(
+        conn,
+        f"{_SELECT} WHERE company_id = ? AND status = 'done' ORDER BY updated_at DESC LIMIT ?",
+        (company_id, limit),
+    )
+    return [rows.issue(r) for r in found]
 
 
 async def company_has_work(conn: aiosqlite.Connection, company_id: str) -> bool:
@@ -164,8 +273,11 @@ async def file(
     model: str | None,
     max_attempts: int,
     now: float,
+    priority: Priority = Priority.MEDIUM,
+    status: IssueStatus = IssueStatus.TODO,
+    routine_id: int | None = None,
 ) -> Issue:
-    """A new `todo` issue, numbered by its company (ALI-12)."""
+    """A new `todo` (or `backlog`) issue, numbered by its company (ALI-12)."""
     row = await fetch_one(
         conn,
         "UPDATE companies SET next_issue_number = next_issue_number + 1 WHERE id = ? "
@@ -176,11 +288,11 @@ async def file(
     issue_id = f"{row[0]}-{row[1]}"
     await conn.execute(
         "INSERT INTO issues (id, company_id, number, title, body, status, assignee_id, "
-        "created_by, model, max_attempts, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, 'todo', ?, ?, ?, ?, ?, ?)",
+        "created_by, model, max_attempts, created_at, updated_at, priority, routine_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            *(issue_id, company_id, row[1], title, body, assignee_id),
-            *(created_by, model, max_attempts, now, now),
+            *(issue_id, company_id, row[1], title, body, status.value, assignee_id),
+            *(created_by, model, max_attempts, now, now, priority.rank, routine_id),
         ),
     )
     issue = await get(conn, issue_id)

@@ -13,9 +13,11 @@ from core.models import (
     Issue,
     IssueStatus,
     MessageLink,
+    Priority,
     Question,
     QuestionKind,
     QuestionStatus,
+    Routine,
     Run,
     RunStatus,
 )
@@ -27,7 +29,8 @@ AGENT_COLUMNS = (
 )
 ISSUE_COLUMNS = (
     "id, company_id, number, title, body, status, assignee_id, created_by, model, attempts, "
-    "max_attempts, lease_run_id, lease_until, not_before, reason, created_at, updated_at"
+    "max_attempts, lease_run_id, lease_until, not_before, reason, created_at, updated_at, "
+    "priority, routine_id"
 )
 RUN_COLUMNS = (
     "id, agent_id, issue_id, status, reason, reason_code, started_at, deadline, ended_at, turns, "
@@ -87,6 +90,8 @@ def issue(row: Any) -> Issue:
         reason=row["reason"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        priority=Priority.of_rank(row["priority"]),
+        routine_id=row["routine_id"],
     )
 
 
@@ -149,5 +154,36 @@ def link(row: Any) -> MessageLink:
         kind=row["kind"],
         issue_id=row["issue_id"],
         question_id=row["question_id"],
+        created_at=row["created_at"],
+    )
+
+
+ROUTINE_COLUMNS = (
+    "id, company_id, name, assignee, schedule, timezone, title, body, priority, source, paused, "
+    "next_at, last_at, last_issue, skipped, streak, missed, late, created_by, created_at"
+)
+
+
+def routine(row: Any) -> Routine:
+    return Routine(
+        id=row["id"],
+        company_id=row["company_id"],
+        name=row["name"],
+        assignee=row["assignee"],
+        schedule=row["schedule"],
+        timezone=row["timezone"],
+        title=row["title"],
+        body=row["body"],
+        priority=Priority.of_rank(row["priority"]),
+        source=row["source"],
+        paused=bool(row["paused"]),
+        next_at=row["next_at"],
+        last_at=row["last_at"],
+        last_issue=row["last_issue"],
+        skipped=row["skipped"],
+        streak=row["streak"],
+        missed=row["missed"],
+        late=row["late"],
+        created_by=row["created_by"],
         created_at=row["created_at"],
     )

@@ -9,6 +9,11 @@ _AGENT_STATUSES = "'idle','running','paused','error','unauthenticated'"
 _ISSUE_STATUSES = "'todo','in_progress','in_review','done','blocked','cancelled'"
 _RUN_STATUSES = "'running','succeeded','failed','timed_out','cancelled','interrupted'"
 
+# Migrations that rebuild a table others refer to run with foreign keys off (SQLite's documented
+# way: a DROP of the old table would otherwise fail on its children's references), then must
+# pass `PRAGMA foreign_key_check` before they commit (core.store.db).
+REBUILDS = "-- rebuilds a referenced table"
+
 MIGRATIONS: list[str] = [
     # 1: companies, agents, issues, comments, runs, heartbeat counters, audit log, summaries
     f"""
@@ -344,6 +349,79 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (chat, message_id)
     ) WITHOUT ROWID;
     CREATE INDEX message_links_pin ON message_links(chat, kind, created_at);
+    """,
+    # Queues that feed themselves (core.queues): issue priorities (0 critical … 3 low; inboxes
+    # by priority, then age), the `backlog` status no heartbeat works, the routine that filed an
+    # issue, routines, and the spend-velocity breaker's trips. The status CHECK widens by a
+    # rebuild of `issues`, which comments, runs and questions refer to.
+    f"""
+    {REBUILDS}
+    CREATE TABLE issues_new (
+        id TEXT PRIMARY KEY,
+        company_id TEXT NOT NULL REFERENCES companies(id),
+        number INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL CHECK (status IN ('backlog',{_ISSUE_STATUSES})),
+        assignee_id TEXT REFERENCES agents(id),
+        created_by TEXT NOT NULL,
+        model TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        lease_run_id TEXT,
+        lease_until REAL,
+        not_before REAL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 2 CHECK (priority BETWEEN 0 AND 3),
+        routine_id INTEGER,
+        UNIQUE (company_id, number)
+    );
+    INSERT INTO issues_new (id, company_id, number, title, body, status, assignee_id,
+        created_by, model, attempts, max_attempts, lease_run_id, lease_until, not_before, reason,
+        created_at, updated_at)
+        SELECT id, company_id, number, title, body, status, assignee_id, created_by, model,
+        attempts, max_attempts, lease_run_id, lease_until, not_before, reason, created_at,
+        updated_at FROM issues;
+    DROP TABLE issues;
+    ALTER TABLE issues_new RENAME TO issues;
+    CREATE INDEX issues_inbox ON issues(assignee_id, status, priority, created_at);
+    CREATE INDEX issues_company_status ON issues(company_id, status, priority, created_at);
+    CREATE INDEX issues_routine ON issues(routine_id) WHERE routine_id IS NOT NULL;
+    CREATE TABLE routines (
+        id INTEGER PRIMARY KEY,
+        company_id TEXT NOT NULL REFERENCES companies(id),
+        name TEXT NOT NULL,
+        assignee TEXT NOT NULL,
+        schedule TEXT NOT NULL,
+        timezone TEXT NOT NULL DEFAULT 'UTC',
+        title TEXT NOT NULL,
+        body TEXT NOT NULL DEFAULT '',
+        priority INTEGER NOT NULL DEFAULT 2 CHECK (priority BETWEEN 0 AND 3),
+        source TEXT NOT NULL CHECK (source IN ('config','chat')),
+        paused INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        last_at REAL,
+        last_issue TEXT,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        streak INTEGER NOT NULL DEFAULT 0,
+        missed INTEGER NOT NULL DEFAULT 0,
+        late TEXT NOT NULL DEFAULT '',
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (company_id, name)
+    );
+    CREATE INDEX routines_due ON routines(next_at) WHERE paused = 0;
+    CREATE TABLE breaker_trips (
+        agent_id TEXT NOT NULL REFERENCES agents(id),
+        at REAL NOT NULL,
+        cost REAL NOT NULL,
+        tokens INTEGER NOT NULL,
+        baseline_cost REAL NOT NULL,
+        paused INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, at)
+    ) WITHOUT ROWID;
     """,
 ]
 
