@@ -22,6 +22,8 @@ from core.engine.runtime_check import RuntimeWatch
 from core.engine.scheduler import RuntimePool, Scheduler
 from core.events import EventBus
 from core.metrics import Metrics
+from core.queues.feeder import INTERVAL as FEED_INTERVAL, Feeder
+from core.queues.planner import Planner
 from core.reports.costs import CostBook
 from core.service import FleetService
 from core.store.db import Database
@@ -83,6 +85,8 @@ class Fleet:
         self.runtimes = RuntimePool(self.env, self.service)
         self._stack.push_async_callback(self.runtimes.aclose)
         self.runtime_watch = RuntimeWatch(self.service, self.runtimes)
+        self.planner = Planner(self.service, self.db, cfg, self.clock, self.events)
+        self.feeder = Feeder(self.service, self.planner)
         self.monitors = Monitors(
             self.service,
             self.alerts,
@@ -91,6 +95,7 @@ class Fleet:
             cfg,
             self.clock,
             runtimes=self.runtime_watch,
+            planner=self.planner,
         )
         self._stack.push_async_callback(self.monitors.aclose)
         self.events.subscribe(self.monitors.on_event)
@@ -131,6 +136,10 @@ class Fleet:
         self.scheduler.add_job(self.recovery.sweep, self.sweep_interval, "recovery")
         # Held alerts leave when group_wait is over: checked every second, a cheap query.
         self.scheduler.add_job(self.alerts.flush, 1.0, "alerts")
+        # Routines due while fleetbot was down are caught up now; then every minute.
+        if self.periodic:
+            await self.feeder.tick()
+        self.scheduler.add_job(self.feeder.tick, FEED_INTERVAL, "queues")
 
     async def aclose(self) -> None:
         await self._stack.aclose()

@@ -19,7 +19,17 @@ from core.alerting.records import AlertKind, Finding, Fix, Severity
 from core.clock import utc
 from core.config import Config
 from core.engine.runtime_check import RUNTIME_DOWN_CODES, RuntimeCheck
-from core.models import Agent, AgentStatus, HeartbeatOutcome, Issue, Question, QuestionKind, Run
+from core.models import (
+    Agent,
+    AgentStatus,
+    HeartbeatOutcome,
+    Issue,
+    Question,
+    QuestionKind,
+    Routine,
+    Run,
+)
+from core.queues.breaker import Velocity
 from core.runs import LOOP_REASON
 from core.store import heartbeats, issues as issue_store
 
@@ -52,6 +62,10 @@ class Snapshot:
     # Agent id -> its runtime's last probe, for the agents whose last probe failed.
     runtime_failures: Mapping[str, RuntimeCheck] = field(default_factory=dict)
     open_questions: tuple[Question, ...] = ()
+    late_routines: tuple[Routine, ...] = ()
+    runaways: tuple[Velocity, ...] = ()  # agents over the spend-velocity breaker
+    # Company id -> what fleetbot did about its empty queue (core.queues.planner.PlanState).
+    queue_notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def waiting_issues(self) -> frozenset[str]:
@@ -272,8 +286,49 @@ def find_queue_empty(s: Snapshot, cfg: Config) -> list[Finding]:
                 f"company:{c.id}",
                 c.id,
                 c.name,
-                f"no open issue since {_hhmm(since)}: its agents wake up to nothing",
+                f"no open issue since {_hhmm(since)}: its agents wake up to nothing"
+                + (f"; {s.queue_notes[c.id]}" if c.id in s.queue_notes else ""),
                 "empty",
+                cause_key="",
+            )
+        )
+    return out
+
+
+def find_routine_missed(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Routines whose schedule slipped (core.queues.routines: `late`)."""
+    return [
+        Finding(
+            AlertKind.ROUTINE_MISSED,
+            f"routine:{r.id}",
+            r.company_id,
+            f"{r.ref} {r.name} ({r.schedule})",
+            r.late,
+            "late",
+            cause_key="",
+        )
+        for r in s.late_routines
+        if r.late and not r.paused
+    ]
+
+
+def find_spend_velocity(s: Snapshot, cfg: Config) -> list[Finding]:
+    """Agents spending far above their own hourly baseline (core.queues.breaker)."""
+    by_id = {a.id: a for a in s.agents}
+    out = []
+    for v in s.runaways:
+        agent = by_id.get(v.agent_id)
+        if agent is None:
+            continue
+        paused = agent.status is AgentStatus.PAUSED and agent.reason_code == "spend_velocity"
+        out.append(
+            Finding(
+                AlertKind.SPEND_VELOCITY,
+                f"agent:{agent.id}",
+                agent.company_id,
+                _label(agent),
+                v.describe() + (": paused" if paused else ""),
+                "spend_velocity",
                 cause_key="",
             )
         )
@@ -378,6 +433,8 @@ FINDERS = (
     find_stuck,
     find_silent,
     find_queue_empty,
+    find_routine_missed,
+    find_spend_velocity,
     find_budget,
     find_blocked,
     find_questions,

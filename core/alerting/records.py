@@ -27,6 +27,11 @@ class AlertKind(StrEnum):
     # An agent waits on a human: one alert per open question (its card, with the choices as
     # buttons), reminded like any alert, resolved when answered or cancelled.
     QUESTION = "question"
+    # A routine whose due time slipped: fleetbot was down across it, or its last instance is
+    # still open (skipped), or it could not file. Resolves when it is on schedule again.
+    ROUTINE_MISSED = "routine_missed"
+    # An agent spending far above its own hourly baseline (core.queues.breaker).
+    SPEND_VELOCITY = "spend_velocity"
     # Before runtime_unreachable: one agent whose run failed on its runtime. No longer raised
     # (such an agent is a runtime_unreachable member, or agent_error once the runtime is
     # back); kept so alerts stored by older versions still read.
@@ -70,6 +75,8 @@ KINDS: dict[AlertKind, tuple[str, Severity, tuple[Fix, ...]]] = {
     # (core.alerting.monitors.find_runtime_unreachable).
     AlertKind.RUNTIME_UNREACHABLE: ("Runtime unreachable", Severity.WARNING, (Fix.RECHECK,)),
     AlertKind.QUESTION: ("Waiting on you", Severity.WARNING, ()),
+    AlertKind.ROUTINE_MISSED: ("Routines off schedule", Severity.WARNING, ()),
+    AlertKind.SPEND_VELOCITY: ("Runaway spend", Severity.CRITICAL, (Fix.PAUSE,)),
     AlertKind.DELIVERY: ("Runtime unreachable", Severity.CRITICAL, (Fix.RESET,)),
 }
 

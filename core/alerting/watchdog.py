@@ -53,6 +53,8 @@ from core.events import (
     SummaryPosted,
 )
 from core.models import Agent, AgentStatus, HeartbeatOutcome, IssueStatus, RunStatus
+from core.queues.breaker import velocities
+from core.queues.planner import Planner
 from core.reports.costs import CostBook
 from core.service import FleetService
 from core.store import (
@@ -60,7 +62,9 @@ from core.store import (
     issues as issue_store,
     questions as question_store,
     recovery as recovery_store,
+    routines as routine_store,
     runs as run_store,
+    velocity as velocity_store,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,7 @@ class Monitors:
         config: Config,
         clock: Clock,
         runtimes: RuntimeWatch | None = None,
+        planner: Planner | None = None,
     ) -> None:
         self.service = service
         self.db = service.db
@@ -87,6 +92,7 @@ class Monitors:
         self.config = config
         self.clock = clock
         self.runtimes = runtimes
+        self.planner = planner
         self.auth_signals: dict[str, AuthSignal] = {}
         self._queue: asyncio.Queue[Event | tuple[str, str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -99,6 +105,7 @@ class Monitors:
         live = await run_store.live(reader)
         empty = await heartbeats.empty_queues(reader)
         esc = await recovery_store.escalations(reader)
+        sv = self.config.monitors.spend_velocity
         costs = await self.costs.month(at=month_start(now))
         self.auth_signals = {
             k: v for k, v in self.auth_signals.items() if now - v.at <= AUTH_SIGNAL_TTL
@@ -115,7 +122,21 @@ class Monitors:
             auth_signals=dict(self.auth_signals),
             runtime_failures=self.runtimes.failing() if self.runtimes else {},
             open_questions=tuple(await question_store.open_ones(reader, limit=10_000)),
+            late_routines=tuple(await routine_store.late(reader)),
+            runaways=tuple(await velocities(self.db, sv, now)) if sv is not None else (),
+            queue_notes=await self._queue_notes(empty),
         )
+
+    async def _queue_notes(self, empty: dict[str, tuple[int, float | None]]) -> dict[str, str]:
+        """What fleetbot did about each empty queue, for its queue_empty alert."""
+        if self.planner is None:
+            return {}
+        n = self.config.monitors.queue_empty_heartbeats
+        return {
+            c.id: (await self.planner.state(c)).note()
+            for c in self.config.companies
+            if empty.get(c.id, (0, None))[0] >= n
+        }
 
     async def run(self) -> list[Finding]:
         """One monitor pass: auto-resets due, the suspect runtimes probed again, then
@@ -129,6 +150,7 @@ class Monitors:
             findings = evaluate(snap, self.config)
             await self.alerts.reconcile(findings, MONITORED, snap.now)
             await self._stop_over_budget(findings)
+            await self._brake(snap)
             await self.alerts.flush()
             return findings
         except Exception:
@@ -159,6 +181,37 @@ class Monitors:
                     )
                 except Exception:
                     log.exception("could not pause %s for its budget", agent_id)
+
+    async def _brake(self, snap: Snapshot) -> None:
+        """A spend-velocity trip: recorded (at most once an hour per agent) and, with
+        monitors.spend_velocity.pause, the agent paused with the reason."""
+        cfg = self.config.monitors.spend_velocity
+        if cfg is None:
+            return
+        agents = {a.id: a for a in snap.agents}
+        for v in snap.runaways:
+            agent = agents.get(v.agent_id)
+            if agent is None:
+                continue
+            last = await velocity_store.last_trip(self.db.reader, v.agent_id)
+            if last is not None and snap.now - last < 3600:
+                continue
+            pause = cfg.pause and agent.status is not AgentStatus.PAUSED
+            async with self.db.write() as conn:
+                await velocity_store.record_trip(
+                    conn, v.agent_id, snap.now, v.cost, v.tokens, v.baseline_cost, pause
+                )
+            log.warning("%s: spend-velocity breaker: %s", v.agent_id, v.describe())
+            if pause:
+                try:
+                    await self.service.pause(
+                        v.agent_id,
+                        "fleetbot:breaker",
+                        f"spend-velocity breaker: {v.describe()}",
+                        code="spend_velocity",
+                    )
+                except Exception:
+                    log.exception("could not pause %s for its spend velocity", v.agent_id)
 
     # -- runtimes ---------------------------------------------------------------------------------
 

@@ -34,7 +34,18 @@ from core.engine.recovery import Recovery
 from core.engine.runtime_check import RuntimeCheck
 from core.errors import AgentFailure, TokenInvalid
 from core.fleet import Fleet
-from core.models import Agent, AgentStatus, Issue, IssueStatus, Run, RunOutcome, RunStatus
+from core.models import (
+    Agent,
+    AgentStatus,
+    Issue,
+    IssueStatus,
+    Priority,
+    Routine,
+    Run,
+    RunOutcome,
+    RunStatus,
+)
+from core.queues.breaker import Velocity
 from core.reports.costs import CostBook
 from core.service import FleetService
 from core.store import agents as agent_store
@@ -137,6 +148,32 @@ async def break_agent(service: FleetService, agent_id: str, status: AgentStatus,
         event = await agent_store.set_status(conn, current, status, now, f"broken: {code}", code)
     if event is not None:
         service.events.publish(event)
+
+
+def routine(number: int, **kw: Any) -> Routine:
+    base: dict[str, Any] = dict(
+        id=number,
+        company_id="aliens",
+        name=f"standup-{number}",
+        assignee="ali-ceo",
+        schedule="daily 09:00",
+        timezone="UTC",
+        title="Standup {date}",
+        body="",
+        priority=Priority.MEDIUM,
+        source="chat",
+        paused=False,
+        next_at=T0,
+        last_at=None,
+        last_issue=None,
+        skipped=0,
+        streak=0,
+        missed=0,
+        late="",
+        created_by="alice",
+        created_at=T0,
+    )
+    return Routine(**{**base, **kw})
 
 
 def kinds(found: list[Finding]) -> list[tuple[str, str, str]]:
@@ -479,6 +516,14 @@ def two_of_each(kind: AlertKind) -> Snapshot:
         return Snapshot(
             late, (agent("ali-cto"),), spend={"company:aliens": 9, "agent:ali-cto": 1.9}
         )
+    if kind is AlertKind.ROUTINE_MISSED:
+        slipped = tuple(
+            routine(n, late="missed 2 due times while fleetbot was down") for n in (1, 2)
+        )
+        return Snapshot(late, (), late_routines=slipped)
+    if kind is AlertKind.SPEND_VELOCITY:
+        fast = tuple(Velocity(a, 12.0, 900_000, 0.5, 40_000.0, 30) for a in pair)
+        return Snapshot(late, tuple(agent(a) for a in pair), runaways=fast)
     reason = "recovery loop stopped: x" if kind is AlertKind.RECOVERY_LOOP else "attempt budget"
     return Snapshot(late, (), blocked=(issue(reason), issue(reason, id="ALI-2")))
 
