@@ -31,7 +31,7 @@ from telegram.request import BaseRequest
 
 from bot.access import NEW_MESSAGES, refusal
 from bot.desk import DESK_KEY, Desk, desk_of
-from bot.handlers import agents, alerts, auth, issues, overview, questions
+from bot.handlers import agents, alerts, auth, issues, overview, questions, queues
 from bot.handlers.buttons import on_button
 from bot.handlers.guided import build_form_handler
 from bot.handlers.replies import on_reply
@@ -52,6 +52,10 @@ HANDLERS = {
     "agent": agents.agent,
     "issues": issues.issues,
     "assign": issues.assign,
+    "priority": queues.priority,
+    "backlog": queues.backlog,
+    "promote": queues.promote,
+    "routines": queues.routines,
     "role": agents.role,
     "reset": agents.reset,
     "pause": agents.pause,

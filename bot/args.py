@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from core import (
     DURATION_USAGE,
     OPEN_ISSUE_STATUSES,
+    PRIORITY_USAGE,
     TERMINAL_ISSUE_STATUSES,
+    FleetbotError,
     IssueStatus,
+    Priority,
     parse_duration,
+    parse_priority,
 )
 
 # A /command as Telegram marks it: the name and, in groups, @botname.
@@ -41,6 +45,7 @@ STATUS_WORDS: dict[str, frozenset[IssueStatus]] = {
     "in_review": frozenset({IssueStatus.IN_REVIEW}),
     "in-review": frozenset({IssueStatus.IN_REVIEW}),
     "blocked": frozenset({IssueStatus.BLOCKED}),
+    "backlog": frozenset({IssueStatus.BACKLOG}),
     "done": frozenset({IssueStatus.DONE}),
     "cancelled": frozenset({IssueStatus.CANCELLED}),
     "canceled": frozenset({IssueStatus.CANCELLED}),
@@ -114,22 +119,90 @@ class IssueArgs:
     assignee: str
     title: str
     body: str = ""
+    priority: Priority = Priority.MEDIUM
+    backlog: bool = False
+
+
+def priority_word(word: str) -> Priority:
+    try:
+        return parse_priority(word)
+    except FleetbotError as exc:
+        raise UsageError(exc.message) from None
+
+
+def take_flags(words_: list[str]) -> tuple[Priority, bool, list[str]]:
+    """Leading `!critical|!high|!medium|!low` and `!backlog` words, and the words after them.
+    A `!` word is a flag only before the title, so a title may still say "!important"."""
+    priority, backlog, seen = Priority.MEDIUM, False, False
+    while words_ and words_[0].startswith("!") and len(words_[0]) > 1:
+        word = words_[0].lower()
+        if word == "!backlog":
+            backlog = True
+        elif seen:
+            raise UsageError("give one priority")
+        else:
+            try:
+                priority = parse_priority(word)
+            except FleetbotError:
+                raise UsageError(
+                    f"{words_[0]!r} is not a flag: use !backlog or a priority ({PRIORITY_USAGE})"
+                ) from None
+            seen = True
+        words_ = words_[1:]
+    return priority, backlog, words_
 
 
 def parse_issue(rest: str) -> IssueArgs | None:
-    """`ASSIGNEE TITLE [| body]`; None for no arguments at all (the guided flow)."""
+    """`ASSIGNEE [!priority] [!backlog] TITLE [| body]`; None for no arguments at all (the
+    guided flow)."""
     if not rest.strip():
         return None
     head, body = split_body(rest)
-    parts = head.split(maxsplit=1)
+    parts = head.split()
     if not parts:
         raise UsageError("name an assignee and a title before the |")
-    if len(parts) < 2:
+    priority, backlog, rest_words = take_flags(parts[1:])
+    if not rest_words:
         raise UsageError(f"the issue for {parts[0]} needs a title")
-    title = " ".join(parts[1].split())
+    title = " ".join(rest_words)
     if len(title) > MAX_TITLE:
         raise UsageError(f"keep the title under {MAX_TITLE} characters (it has {len(title)})")
-    return IssueArgs(parts[0], title, body)
+    return IssueArgs(parts[0], title, body, priority, backlog)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutineArgs:
+    name: str
+    assignee: str
+    schedule: str
+    title: str
+    body: str = ""
+    priority: Priority = Priority.MEDIUM
+    timezone: str | None = None
+
+
+def parse_routine(rest: str) -> RoutineArgs:
+    """`NAME ASSIGNEE [!priority] SCHEDULE… [tz ZONE] | TITLE [| BODY]` (after `add`)."""
+    head, _, tail = rest.partition("|")
+    title, _, body = tail.partition("|")
+    parts = head.split()
+    if len(parts) < 2:
+        raise UsageError("name the routine and its assignee, then its schedule")
+    name, assignee = parts[0], parts[1]
+    priority, backlog, sched = take_flags(parts[2:])
+    if backlog:
+        raise UsageError("a routine's issues are work for now; !backlog does not apply")
+    timezone = None
+    if len(sched) >= 2 and sched[-2].lower() == "tz":
+        timezone, sched = sched[-1], sched[:-2]
+    if not sched:
+        raise UsageError(f"routine {name} needs a schedule, e.g. daily 09:00")
+    title = " ".join(title.split())
+    if not title:
+        raise UsageError("write the title after a |, e.g. | Weekly review {date}")
+    if len(title) > MAX_TITLE:
+        raise UsageError(f"keep the title under {MAX_TITLE} characters (it has {len(title)})")
+    return RoutineArgs(name, assignee, " ".join(sched), title, body.strip(), priority, timezone)
 
 
 def parse_duration_word(text: str) -> float:

@@ -54,11 +54,31 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "issue",
-        "/issue ASSIGNEE TITLE [| body]",
+        "/issue ASSIGNEE [!high|!low|…] [!backlog] TITLE [| body]",
         "File an issue (no arguments: step by step)",
         Role.OPERATOR,
     ),
     Command("assign", "/assign ISSUE ASSIGNEE", "Give an issue to another agent", Role.OPERATOR),
+    Command(
+        "priority",
+        "/priority ISSUE critical|high|medium|low",
+        "Change an issue's priority",
+        Role.OPERATOR,
+    ),
+    Command(
+        "backlog",
+        "/backlog [company] · /backlog ISSUE",
+        "The backlog, with Promote buttons; or park an issue there",
+        Role.VIEWER,
+    ),
+    Command("promote", "/promote ISSUE", "Move a backlog issue to todo now", Role.OPERATOR),
+    Command(
+        "routines",
+        "/routines [company] · add NAME ASSIGNEE [!prio] SCHEDULE [tz ZONE] | TITLE [| BODY] "
+        "· pause|resume|run|remove REF",
+        "Recurring issues on a schedule, with buttons",
+        Role.VIEWER,
+    ),
     Command("role", "/role AGENT ROLE", "Change an agent's role", Role.OWNER),
     Command("reset", "/reset AGENT|all", "Back to idle and woken", Role.OPERATOR),
     Command("pause", "/pause AGENT [reason]", "Stop an agent's heartbeats", Role.OPERATOR),
@@ -74,7 +94,12 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "waiting", "/waiting", "Questions and approvals agents wait on, with buttons", Role.VIEWER
     ),
-    Command("costs", "/costs [company]", "LLM calls and spend this month", Role.VIEWER),
+    Command(
+        "costs",
+        "/costs [company|AGENT]",
+        "LLM calls and spend this month; an agent's heartbeat ROI",
+        Role.VIEWER,
+    ),
     Command("digest", "/digest", "The daily digest, now", Role.VIEWER),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
@@ -94,6 +119,13 @@ _BUTTON_NEEDS: dict[tuple[str, ...], Role] = {
     ("i", "to"): Role.OPERATOR,
     ("i", "cancel"): Role.OPERATOR,
     ("i", "retry"): Role.OPERATOR,
+    ("i", "promote"): Role.OPERATOR,
+    ("r", "list"): Role.VIEWER,
+    ("r", "pause"): Role.OPERATOR,
+    ("r", "resume"): Role.OPERATOR,
+    ("r", "run"): Role.OPERATOR,
+    ("r", "remove"): Role.OPERATOR,
+    ("r", "drop"): Role.OPERATOR,
     ("a", "show"): Role.VIEWER,
     ("a", "ack"): Role.OPERATOR,
     ("a", "mute"): Role.OPERATOR,

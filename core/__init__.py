@@ -105,9 +105,11 @@ if TYPE_CHECKING:
         Issue as Issue,
         IssueStatus as IssueStatus,
         MessageLink as MessageLink,
+        Priority as Priority,
         Question as Question,
         QuestionKind as QuestionKind,
         QuestionStatus as QuestionStatus,
+        Routine as Routine,
         Run as Run,
         RunOutcome as RunOutcome,
         RunStatus as RunStatus,
@@ -118,6 +120,13 @@ if TYPE_CHECKING:
     from core.questions import (
         Talk as Talk,
     )
+    from core.queues.facade import (
+        PRIORITY_USAGE as PRIORITY_USAGE,
+        parse_priority as parse_priority,
+    )
+    from core.queues.schedule import (
+        USAGE as SCHEDULE_USAGE,
+    )
     from core.reports.activity import (
         CompanyActivity as CompanyActivity,
     )
@@ -127,6 +136,9 @@ if TYPE_CHECKING:
     from core.reports.costs import (
         MonthCosts as MonthCosts,
         Usage as Usage,
+    )
+    from core.reports.roi import (
+        Roi as Roi,
     )
     from core.service import (
         FleetService as FleetService,
@@ -145,6 +157,12 @@ _WHERE: dict[str, tuple[str, str]] = {
     "Issue": ("core.models", "Issue"),
     "IssueStatus": ("core.models", "IssueStatus"),
     "MessageLink": ("core.models", "MessageLink"),
+    "Priority": ("core.models", "Priority"),
+    "Routine": ("core.models", "Routine"),
+    "PRIORITY_USAGE": ("core.queues.facade", "PRIORITY_USAGE"),
+    "parse_priority": ("core.queues.facade", "parse_priority"),
+    "SCHEDULE_USAGE": ("core.queues.schedule", "USAGE"),
+    "Roi": ("core.reports.roi", "Roi"),
     "Question": ("core.models", "Question"),
     "QuestionKind": ("core.models", "QuestionKind"),
     "QuestionStatus": ("core.models", "QuestionStatus"),
@@ -220,6 +238,8 @@ _WHERE: dict[str, tuple[str, str]] = {
 __all__ = [
     "DURATION_USAGE",
     "OPEN_ISSUE_STATUSES",
+    "PRIORITY_USAGE",
+    "SCHEDULE_USAGE",
     "TERMINAL_ISSUE_STATUSES",
     "Agent",
     "AgentAuth",
@@ -264,12 +284,15 @@ __all__ = [
     "OutboxKind",
     "OutboxRow",
     "OutboxState",
+    "Priority",
     "Question",
     "QuestionAnswered",
     "QuestionAsked",
     "QuestionCancelled",
     "QuestionKind",
     "QuestionStatus",
+    "Roi",
+    "Routine",
     "Run",
     "RunOutcome",
     "RunStatus",
@@ -288,6 +311,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_priority",
     "record_self_test",
     "resolve_paths",
     "rotate_agent",

@@ -169,6 +169,11 @@ class Agent:
     last_seen_at: float | None = None
 
 
+# created_by of planning issues (core.queues.planner): their runs are the deliberate LLM calls
+# fleetbot makes when a queue runs empty, which /costs and the ROI report count apart.
+PLANNER = "fleetbot:planner"
+
+
 @dataclass(frozen=True, slots=True)
 class Issue:
     id: str

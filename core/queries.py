@@ -23,6 +23,8 @@ from core.models import Agent, Comment, Company, Issue, IssueStatus, MessageLink
 from core.questions import Questions
 from core.reports.activity import CompanyActivity, fleet_activity
 from core.reports.board import CompanyBoard, fleet_board
+from core.reports.costs import CostBook
+from core.reports.roi import Roi, fleet_roi
 from core.runs import RunBook
 from core.store import (
     agents as agent_store,
@@ -144,9 +146,22 @@ class FleetQueries:
         """The read model behind /status: per company, agents by status, work and spend."""
         return await fleet_board(self.db, now)
 
+    async def roi(self, company_id: str | None = None, at: float | None = None) -> list[Roi]:
+        """Heartbeat ROI this month (core.reports.roi): every agent's calls, cost and issues
+        closed, flagged agents first, each flag with a suggestion."""
+        month = await CostBook(self.db, self.clock).month(company_id, at)
+        agents = await self.agents(company_id)
+        return fleet_roi(month, agents)
+
     async def activity(self, since: float, *, summaries: int = 0) -> list[CompanyActivity]:
-        """The read model behind the digest: what happened per company since `since`."""
-        return await fleet_activity(self.db, since, summaries=summaries)
+        """The read model behind the digest: what happened per company since `since`, and the
+        agents whose month so far the ROI report flags."""
+        found = await fleet_activity(self.db, since, summaries=summaries)
+        by_id = {a.company.id: a for a in found}
+        for r in await self.roi():
+            if r.flags and r.agent.company_id in by_id:
+                by_id[r.agent.company_id].flagged.append(r)
+        return found
 
     @property
     def schema_version(self) -> int:

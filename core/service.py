@@ -117,7 +117,11 @@ class FleetService(QueueDesk):
                 issue.id,
                 {"assignee": agent.id, "priority": priority, "backlog": backlog},
             )
-        if not backlog:
+            # A backlog item for an agent with nothing to do is promoted by its next beat:
+            # wake it now, or it would sit idle on it until then (up to its interval).
+            idle = backlog and self.config.defaults.backlog_promote > 0
+            idle = idle and not await issue_store.has_inbox(conn, agent.id)
+        if not backlog or idle:
             self.events.publish(IssueAssigned(issue.id, agent.id))
         return issue
 

@@ -20,6 +20,7 @@ from bot.handlers.alerts import on_alert
 from bot.handlers.confirm import confirm_need, on_confirm
 from bot.handlers.issues import on_issue
 from bot.handlers.questions import on_question
+from bot.handlers.queues import on_routine
 from bot.roles import Role, button_need
 from bot.views import keyboards
 from bot.views.keyboards import Kind, Press, StaleButton as Stale
@@ -71,4 +72,5 @@ _HANDLERS: dict[Kind, Action] = {
     Kind.CONFIRM: on_confirm,
     Kind.ALERT: on_alert,
     Kind.QUESTION: on_question,
+    Kind.ROUTINE: on_routine,
 }

@@ -4,10 +4,13 @@ cards. The guided /issue without arguments is bot.handlers.guided.
 
 from __future__ import annotations
 
+from telegram import InlineKeyboardMarkup
+
 from bot import args
 from bot.access import guarded
 from bot.desk import Call, edit_html
-from bot.views import cards, keyboards, render
+from bot.roles import Role
+from bot.views import cards, keyboards, render, routines as routines_view
 from bot.views.keyboards import Press, StaleButton as Stale
 from core import AgentNotFound, FleetbotError, Issue, IssueFilter, IssueNotFound, IssueStatus
 
@@ -82,11 +85,15 @@ async def file_issue(call: Call, parsed: args.IssueArgs, company: str | None = N
         actor=call.actor,
         company=scope,
         body=parsed.body,
+        priority=parsed.priority,
+        backlog=parsed.backlog,
     )
     call.note(f"filed {issue.id} for {issue.assignee_id}")
     text, keyboard = await cards.issue_card(call.desk, issue, call.role)
+    where = " in the backlog" if parsed.backlog else ""
     sent = await call.reply(
-        f"📝 Filed <b>{issue.id}</b> for {render.esc(issue.assignee_id)}.\n\n{text}", keyboard
+        f"📝 Filed <b>{issue.id}</b> for {render.esc(issue.assignee_id)}{where}.\n\n{text}",
+        keyboard,
     )
     await cards.link_issue(call.desk, sent, issue.id)
 
@@ -114,6 +121,8 @@ async def find_issue(call: Call, ref: str) -> Issue:
 async def on_issue(call: Call, press: Press) -> str:
     issue = await find_issue(call, press.ref)
     actor = call.actor
+    if press.verb == "promote" and press.arg:  # from the /backlog list: redraw the list
+        return await promote_from_list(call, issue, press.arg)
     if press.verb == "assign":
         if issue.status.terminal:
             raise Stale(f"{issue.id} is {issue.status.value}; there is nothing to assign.")
@@ -144,6 +153,9 @@ async def on_issue(call: Call, press: Press) -> str:
                 issue.id, IssueStatus.TODO, actor, f"retried by {actor}"
             )
             answer = f"🔁 {issue.id} is back in {issue.assignee_id}'s inbox."
+        elif press.verb == "promote":
+            issue = await promote(call, issue)
+            answer = f"⬆️ {issue.id} is in {issue.assignee_id}'s inbox now."
         elif press.verb != "show":
             raise Stale("This button is from another fleetbot version. Send /issues again.")
     finally:
@@ -152,3 +164,35 @@ async def on_issue(call: Call, press: Press) -> str:
         await edit_html(call.update, text, keyboard)
     call.note(answer or press.verb)
     return answer
+
+
+async def promote(call: Call, issue: Issue) -> Issue:
+    """Backlog → todo: the assignee is woken with it (the service's move does that)."""
+    if issue.status is not IssueStatus.BACKLOG:
+        raise Stale(f"{issue.id} is {issue.status.value}, not in the backlog any more.")
+    return await call.service.move(
+        issue.id, IssueStatus.TODO, call.actor, f"promoted by {call.actor}"
+    )
+
+
+async def promote_from_list(call: Call, issue: Issue, scope: str) -> str:
+    try:
+        issue = await promote(call, issue)
+        answer = f"⬆️ {issue.id} is in {issue.assignee_id}'s inbox now."
+    finally:
+        text, keyboard = await backlog_view(call, None if scope == "*" else scope)
+        await edit_html(call.update, text, keyboard)
+    call.note(answer)
+    return answer
+
+
+BACKLOG_LIMIT = 30
+
+
+async def backlog_view(call: Call, company: str | None) -> tuple[str, InlineKeyboardMarkup | None]:
+    found = await call.service.backlog(company, limit=BACKLOG_LIMIT + 1)
+    shown = found[:BACKLOG_LIMIT]
+    keyboard = (
+        keyboards.backlog_keyboard(shown, company or "*") if call.role >= Role.OPERATOR else None
+    )
+    return routines_view.backlog_list(shown, company, len(found) > BACKLOG_LIMIT), keyboard

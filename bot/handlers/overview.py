@@ -23,7 +23,8 @@ from bot.access import ANONYMOUS_HINT, guarded
 from bot.desk import DESK_KEY, Call, Desk, desk_of
 from bot.handlers.alerts import firing_by_company
 from bot.roles import ANONYMOUS_ADMIN, COMMANDS, Role
-from bot.views import render
+from bot.views import cards, render, roi as roi_view
+from core import AgentNotFound
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
@@ -112,8 +113,18 @@ async def status(call: Call) -> None:
 
 @guarded("costs")
 async def costs(call: Call) -> None:
-    """LLM calls, tokens and spend this month per company, with the biggest spenders."""
-    company = args.optional_word(call.rest, "company") or call.desk.chat_company(call.chat_id)
+    """LLM calls, tokens and spend this month per company, with the biggest spenders; for one
+    agent, its heartbeat ROI (core.reports.roi)."""
+    word = args.optional_word(call.rest, "company or agent")
+    company = word or call.desk.chat_company(call.chat_id)
+    if word is not None and await cards.company_or_none(call.desk, word) is None:
+        try:
+            agent = await call.service.agent(word)
+        except AgentNotFound:
+            raise args.UsageError(f"{word!r} is neither a company nor an agent") from None
+        [mine] = [r for r in await call.service.roi(agent.company_id) if r.agent.id == agent.id]
+        await call.reply(roi_view.agent_roi(mine))
+        return
     companies = await call.service.companies()
     company_id = None
     if company is not None:

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from core import Agent, AgentStatus, Issue, IssueStatus
+from core import Agent, AgentStatus, Issue, IssueStatus, Routine
 
 VERSION = "v1"
 MAX_DATA_BYTES = 64  # Telegram's limit on callback_data
@@ -29,6 +29,7 @@ class Kind(StrEnum):
     CONFIRM = "c"  # "are you sure?" for bulk actions
     FORM = "f"  # the guided /issue form
     QUESTION = "q"  # an agent's question card: `v1:q:<id>:ans:<choice>`, `v1:q:<id>:show`
+    ROUTINE = "r"  # the /routines list: `v1:r:R3:pause:<company or *>`
 
 
 class StaleButton(Exception):
@@ -154,6 +155,8 @@ def issue_keyboard(issue: Issue, *, can_act: bool) -> InlineKeyboardMarkup | Non
         row.append(button("👤 Assign", Kind.ISSUE, i, "assign"))
         if issue.status is IssueStatus.BLOCKED:
             row.append(button("🔁 Retry", Kind.ISSUE, i, "retry"))
+        if issue.status is IssueStatus.BACKLOG:
+            row.append(button("⬆️ Promote", Kind.ISSUE, i, "promote"))
         row.append(button("✖️ Cancel", Kind.ISSUE, i, "cancel"))
     return markup([row, [button("↻ Refresh", Kind.ISSUE, i, "show")]])
 
@@ -190,3 +193,40 @@ def confirm_keyboard(confirm_id: str, yes: str) -> InlineKeyboardMarkup:
             ]
         ]
     )
+
+
+def backlog_keyboard(issues: list[Issue], scope: str) -> InlineKeyboardMarkup | None:
+    """A Promote button per backlog issue shown, three to a row; `scope` (a company id or
+    `*`) tells the press to redraw this list rather than open the issue's card."""
+    buttons = [button(f"⬆️ {i.id}", Kind.ISSUE, i.id, "promote", scope) for i in issues]
+    return markup([buttons[k : k + 3] for k in range(0, len(buttons), 3)])
+
+
+def routines_keyboard(
+    routines: list[Routine], scope: str, *, can_act: bool, removing: int | None = None
+) -> InlineKeyboardMarkup | None:
+    """Per routine: Pause or Resume, Run now, Remove (a second tap confirms). `scope` (a
+    company id, or `*`) rides along so the list redrawn after a press is the same list."""
+    rows: list[list[InlineKeyboardButton]] = []
+    for r in routines if can_act else []:
+        ref = r.ref
+        if removing == r.id:
+            rows.append(
+                [
+                    button(f"🗑 Yes, remove {ref}", Kind.ROUTINE, ref, "drop", scope),
+                    button("◀️ Keep it", Kind.ROUTINE, ref, "list", scope),
+                ]
+            )
+            continue
+        toggle = (
+            button(f"▶️ Resume {ref}", Kind.ROUTINE, ref, "resume", scope)
+            if r.paused
+            else button(f"⏸ Pause {ref}", Kind.ROUTINE, ref, "pause", scope)
+        )
+        row = [toggle, button(f"⏩ Run {ref}", Kind.ROUTINE, ref, "run", scope)]
+        if r.source == "chat":  # config routines are removed in the config
+            row.append(button(f"🗑 {ref}", Kind.ROUTINE, ref, "remove", scope))
+        rows.append(row)
+    if routines:
+        rows.append([button("↻ Refresh", Kind.ROUTINE, routines[0].ref, "list", scope)])
+    return markup(rows)

@@ -67,6 +67,7 @@ RUN_ICON = {
     RunStatus.INTERRUPTED: "⚡",
 }
 ISSUE_ICON = {
+    IssueStatus.BACKLOG: "🗂",
     IssueStatus.TODO: "📝",
     IssueStatus.IN_PROGRESS: "🔧",
     IssueStatus.IN_REVIEW: "👀",
@@ -255,11 +256,21 @@ def runs_list(agent: Agent, runs: Sequence[Run], now: float) -> str:
     return "\n".join(lines)
 
 
+PRIORITY_ICON = {"critical": "🔴", "high": "🟠", "medium": "", "low": "⚪"}
+
+
+def priority_tag(issue: Issue) -> str:
+    """` 🟠high`, or nothing for medium, the default: naming it on every line would only hide
+    the issues whose priority differs."""
+    p = issue.priority.value
+    return f" {PRIORITY_ICON[p]}{p}" if PRIORITY_ICON[p] else ""
+
+
 def issue_line(issue: Issue) -> str:
     who = f" → {esc(issue.assignee_id)}" if issue.assignee_id else ""
     return (
-        f"{ISSUE_ICON[issue.status]} <code>{esc(issue.id)}</code> {issue.status.value}{who} · "
-        f"{esc(clip(scrub(issue.title), 80))}"
+        f"{ISSUE_ICON[issue.status]} <code>{esc(issue.id)}</code> {issue.status.value}"
+        f"{priority_tag(issue)}{who} · {esc(clip(scrub(issue.title), 80))}"
     )
 
 
@@ -281,7 +292,8 @@ def issue_card(issue: Issue, comments: Sequence[Comment], now: float) -> str:
         f"Status: <b>{issue.status.value}</b>"
         + (f" — <i>{esc(clip(scrub(issue.reason), 200))}</i>" if issue.reason else ""),
         f"Assignee: {esc(issue.assignee_id or 'nobody')} · attempts "
-        f"{issue.attempts}/{issue.max_attempts}",
+        f"{issue.attempts}/{issue.max_attempts}"
+        + (f" · priority <b>{issue.priority.value}</b>" if priority_tag(issue) else ""),
         f"Filed by {esc(issue.created_by)} {ago(issue.created_at, now)} · updated "
         f"{ago(issue.updated_at, now)}",
     ]
@@ -360,8 +372,13 @@ def costs(
         usage = month.companies.get(company.id, Usage())
         lines.append("")
         lines.append(f"<b>{esc(company.name)}</b>: {money(usage.cost)}")
+        planning = (
+            f" (of them {usage.planning_runs} planning, {money(usage.planning_cost)})"
+            if usage.planning_runs
+            else ""
+        )
         lines.append(
-            f"{count(usage.llm_calls, 'LLM call')} · {_tokens(usage.tokens)} tokens · "
+            f"{count(usage.llm_calls, 'LLM call')}{planning} · {tokens(usage.tokens)} tokens · "
             f"{usage.saved_calls} calls saved by skipped heartbeats"
         )
         budget = budgets.get(company.id)
@@ -376,10 +393,12 @@ def costs(
             lines.append(f"  <code>{esc(agent_id)}</code> {money(u.cost)} · {count(u.runs, 'run')}")
     if not companies:
         lines.append("No companies configured.")
+    else:
+        lines.append("\nOne agent's calls against the issues it closed: /costs AGENT")
     return "\n".join(lines)
 
 
-def _tokens(n: int) -> str:
+def tokens(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1_000_000:.1f}M"
     if n >= 10_000:
@@ -412,8 +431,19 @@ def company_digest(act: CompanyActivity, now: float) -> list[str]:
         lines.append(f"… and {len(act.blocked) - 5} more blocked")
     for a in act.attention[:8]:
         lines.append(agent_line(a))
+    if act.promoted:
+        shown = ", ".join(f"<code>{esc(i)}</code>" for i in act.promoted[:10])
+        more = f" +{len(act.promoted) - 10}" if len(act.promoted) > 10 else ""
+        lines.append(f"⬆️ Promoted from the backlog: {shown}{more}")
     if not runs and not act.filed:
         lines.append("💤 Empty queue: nobody filed work. Feed the team with /issue.")
+    for r in act.flagged[:3]:
+        lines.append(
+            f"💸 <code>{esc(r.agent.id)}</code> {esc(r.flags[0].problem)}\n"
+            f"    → {esc(r.flags[0].suggestion)}"
+        )
+    if len(act.flagged) > 3:
+        lines.append(f"… and {len(act.flagged) - 3} more agents flagged: /costs AGENT for each")
     for s in act.summaries[:5]:
         ref = f" <code>{esc(s.issue_id)}</code>" if s.issue_id else ""
         lines.append(f"📝 {esc(s.agent_id)}{ref}: {esc(clip(scrub(s.body), 200))}")

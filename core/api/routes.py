@@ -114,6 +114,8 @@ async def file_issue(call: Authenticated, body: NewIssue) -> IssueOut:
         company=company,
         actor=f"agent:{call.agent.id}",
         model=body.model,
+        priority=body.priority,
+        backlog=body.backlog,
     )
     return IssueOut.of(issue)
 

@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 
-from core.models import Comment, Issue, IssueStatus, Question, Run, RunOutcome
+from core.models import Comment, Issue, IssueStatus, Priority, Question, Run, RunOutcome
 
 
 class _Body(BaseModel):
@@ -95,6 +95,16 @@ class NewIssue(_Body):
         max_length=100,
         description="A model for runs of this issue only; omit to use the agent's model.",
     )
+    priority: Priority = Field(
+        default=Priority.MEDIUM,
+        description="Inboxes are worked by priority, then age. `critical` also runs outside "
+        "the assignee's active hours.",
+    )
+    backlog: bool = Field(
+        default=False,
+        description="File it to the backlog: no heartbeat works it until it is promoted (by "
+        "the owner, or automatically when the assignee's company runs out of work).",
+    )
 
 
 class IssuePatch(_Body):
@@ -102,7 +112,8 @@ class IssuePatch(_Body):
 
     status: IssueStatus = Field(
         description="The new status. todo → in_progress → in_review → done; blocked and "
-        "cancelled from any open status; blocked → todo retries; done and cancelled are final."
+        "cancelled from any open status; blocked → todo retries; todo ⇄ backlog parks or "
+        "promotes; done and cancelled are final."
     )
     reason: str = Field(
         default="", max_length=2_000, description="Why, shown to the owner (e.g. what blocks it)."
@@ -281,6 +292,7 @@ class IssueOut(BaseModel):
     title: str
     body: str
     status: IssueStatus
+    priority: Priority
     assignee_id: str | None
     created_by: str
     model: str | None
@@ -298,6 +310,7 @@ class IssueOut(BaseModel):
             title=issue.title,
             body=issue.body,
             status=issue.status,
+            priority=issue.priority,
             assignee_id=issue.assignee_id,
             created_by=issue.created_by,
             model=issue.model,

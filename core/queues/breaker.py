@@ -6,7 +6,8 @@ Per agent, the spend of the last hour against its baseline: the mean spend per h
 ran over `monitors.spend_velocity.baseline` (hours without a run would make a daytime agent's
 nights dilute it). It trips above `multiple` × the baseline and above the floor (`floor_usd`
 per hour, or `floor_tokens` for models billed at 0), which keeps small agents' noise from
-tripping it; an agent with no history yet trips at `multiple` × the floor. A trip is one
+tripping it; an agent with less history than MIN_HISTORY_HOURS (a new one) trips at `multiple`
+× the floor, since one or two hours are no baseline. A trip is one
 `spend_velocity` alert (core.alerting.monitors) and, with `pause: true`, a pause with the
 reason (core.alerting.watchdog), at most once an hour per agent.
 """
@@ -20,6 +21,9 @@ from core.store import velocity as store
 from core.store.db import Database
 
 HOUR = store.HOUR
+# Hours with a run below which there is no baseline yet: against its first hour or two, a new
+# agent's first busy hour would look like a runaway and be paused.
+MIN_HISTORY_HOURS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +38,7 @@ class Velocity:
     def tripped(self, cfg: SpendVelocity) -> bool:
         by_cost = cfg.floor_usd > 0 and self.cost >= cfg.floor_usd
         by_tokens = cfg.floor_tokens > 0 and self.tokens >= cfg.floor_tokens
-        if self.history_hours == 0:
+        if self.history_hours < MIN_HISTORY_HOURS:
             return (cfg.floor_usd > 0 and self.cost >= cfg.multiple * cfg.floor_usd) or (
                 cfg.floor_tokens > 0 and self.tokens >= cfg.multiple * cfg.floor_tokens
             )
@@ -43,6 +47,8 @@ class Velocity:
         )
 
     def ratio(self) -> float | None:
+        if self.history_hours < MIN_HISTORY_HOURS:
+            return None
         if self.baseline_cost > 0:
             return self.cost / self.baseline_cost
         if self.baseline_tokens > 0:
@@ -53,7 +59,7 @@ class Velocity:
         spent = f"spent ${self.cost:,.2f} and {self.tokens:,} tokens in the last hour"
         ratio = self.ratio()
         if ratio is None:
-            return f"{spent}, with no history to compare (above the floor × multiple)"
+            return f"{spent}, with too little history to compare (above the floor × multiple)"
         return f"{spent}, {ratio:,.0f}× its usual ${self.baseline_cost:,.2f}/h"
 
 

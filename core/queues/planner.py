@@ -18,14 +18,13 @@ from core.clock import Clock, utc
 from core.config import Config
 from core.config.schema import CompanyConfig
 from core.events import EventBus, IssueAssigned
-from core.models import Issue, IssueStatus
+from core.models import PLANNER, Issue, IssueStatus
 from core.queries import FleetQueries
 from core.store import audit, heartbeats, issues as issue_store
 from core.store.db import Database
 
 log = logging.getLogger(__name__)
 
-PLANNER = "fleetbot:planner"  # created_by of planning issues
 _STALLED = (IssueStatus.BLOCKED, IssueStatus.IN_REVIEW)
 
 
@@ -181,7 +180,7 @@ class Planner:
         roles = sorted({a.role for a in company.agents})
         lines += [
             "",
-            "File each piece of work with `fleetbot agent file --assignee ROLE --title TITLE "
+            "File each piece of work with `fleetbot agent file --to ROLE --title TITLE "
             "[--body TEXT] [--priority high] [--backlog]` (roles here: "
             f"{', '.join(roles)}); work for later goes to the backlog, which is promoted as "
             "agents run out of work. Then finish this issue as done, with a one-line summary "

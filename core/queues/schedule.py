@@ -56,10 +56,13 @@ class Schedule:
             return anchor + max(steps, 1) * self.every
         assert self.cron is not None
         start = datetime.fromtimestamp(t, UTC).astimezone(zone(self.timezone))
-        found = next(iter(CronSim(self.cron, start)))
-        if found.timestamp() <= t:  # cronsim starts from the minute `t` is in
-            found = next(iter(CronSim(self.cron, found)))
-        return found.timestamp()
+        # cronsim starts from the minute `t` is in, and reads a `t` in the second pass of a
+        # repeated (fall-back) hour as wall-clock time, so it may first yield the first pass's
+        # due times, which lie before `t`: skip to the first one after it.
+        for found in CronSim(self.cron, start):
+            if found.timestamp() > t:
+                return found.timestamp()
+        raise ValueError(f"{self.text!r} never comes due again")
 
     def due_in(self, first: float, until: float, anchor: float) -> int:
         """How many due times fall in [first, until], `first` being one of them."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.models import Agent, AgentStatus, Company, Issue
+from core.queues.backlog import ACTION as PROMOTED
+from core.reports.roi import Roi
 from core.store import agents as agent_store, companies, reports as totals
 from core.store.db import Database
 
@@ -34,6 +36,10 @@ class CompanyActivity:
     saved_calls: int = 0  # heartbeats that woke no model, since the window's first day
     attention: list[Agent] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)  # newest first
+    # Backlog items promoted to todo in the window (core.queues.backlog), newest first.
+    promoted: list[str] = field(default_factory=list)
+    # Agents the heartbeat ROI flags this month so far (core.reports.roi), worst first.
+    flagged: list[Roi] = field(default_factory=list)
 
 
 async def fleet_activity(
@@ -57,6 +63,8 @@ async def fleet_activity(
         out[company_id].saved_calls = n
     for agent in await agent_store.in_status(reader, ATTENTION):
         out[agent.company_id].attention.append(agent)
+    for company, promoted in await totals.audited_issues_since(reader, PROMOTED, since):
+        out[company].promoted.append(promoted)
     if summaries > 0:
         for agent_id, company_id, issue_id, body, at in await totals.summaries_since(
             reader, since, summaries

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from core.clock import Clock, month_start, utc
+from core.models import PLANNER
 from core.store import reports as totals
 from core.store.db import Database
 
@@ -24,6 +25,11 @@ class Usage:
     cost: float = 0.0
     saved_calls: int = 0  # heartbeats that woke no model
     saved_by: Mapping[str, int] = field(default_factory=dict)  # per heartbeat outcome
+    # Of the runs, those on planning issues (core.queues.planner): LLM calls fleetbot chose
+    # to make when the queue ran empty, shown apart so the owner sees what feeding it costs.
+    planning_runs: int = 0
+    planning_cost: float = 0.0
+    failed_runs: int = 0  # failed or timed out
 
     @property
     def tokens(self) -> int:
@@ -44,6 +50,9 @@ class Usage:
             self.cost + other.cost,
             self.saved_calls + other.saved_calls,
             saved,
+            self.planning_runs + other.planning_runs,
+            self.planning_cost + other.planning_cost,
+            self.failed_runs + other.failed_runs,
         )
 
 
@@ -53,6 +62,9 @@ class MonthCosts:
     agents: Mapping[str, Usage]  # agent id -> usage
     companies: Mapping[str, Usage]  # company id -> usage
     total: Usage
+    closed: Mapping[str, int] = field(default_factory=dict)  # agent id -> issues done
+    start: float = 0.0
+    end: float = 0.0
 
     def spend(self) -> dict[str, float]:
         """Cost per subject, as the budget monitor reads it: "agent:ID" and "company:ID"."""
@@ -79,11 +91,18 @@ class CostBook:
         agents: dict[str, Usage] = {}
         company_of: dict[str, str] = {}
         reader = self.db.reader
-        for agent_id, cid, runs, tokens_in, tokens_out, cost in await totals.agent_usage(
-            reader, start, end, company_id
-        ):
+        for row in await totals.agent_usage(reader, start, end, company_id, PLANNER):
+            agent_id, cid, runs, tokens_in, tokens_out, cost, plans, plan_cost, failed = row
             company_of[agent_id] = cid
-            agents[agent_id] = Usage(runs, tokens_in, tokens_out, cost)
+            agents[agent_id] = Usage(
+                runs,
+                tokens_in,
+                tokens_out,
+                cost,
+                planning_runs=plans,
+                planning_cost=plan_cost,
+                failed_runs=failed,
+            )
         saved: dict[str, dict[str, int]] = {}
         for agent_id, cid, outcome, beats in await totals.agent_skipped_beats(
             reader, start, end, company_id
@@ -99,4 +118,7 @@ class CostBook:
             cid = company_of[agent_id]
             companies[cid] = companies.get(cid, Usage()) + usage
             total = total + usage
-        return MonthCosts(utc(start).strftime("%Y-%m"), agents, companies, total)
+        closed = await totals.closed_by_agent(reader, start, end, company_id)
+        return MonthCosts(
+            utc(start).strftime("%Y-%m"), agents, companies, total, closed, start, end
+        )

@@ -130,21 +130,74 @@ async def summaries_since(
 
 
 async def agent_usage(
-    conn: aiosqlite.Connection, start: float, end: float, company_id: str | None
-) -> list[tuple[str, str, int, int, int, float]]:
-    """(agent id, company id, runs, input tokens, output tokens, cost) of runs started in
-    [start, end), of one company or all."""
+    conn: aiosqlite.Connection,
+    start: float,
+    end: float,
+    company_id: str | None,
+    planner: str = "",
+) -> list[tuple[str, str, int, int, int, float, int, float, int]]:
+    """(agent id, company id, runs, input tokens, output tokens, cost, planning runs, their
+    cost, failed runs) of runs started in [start, end), of one company or all. Planning runs
+    are runs on issues created by `planner` (core.queues.planner: deliberate LLM calls)."""
     where, args = "", tuple[str, ...]()
     if company_id is not None:
         where, args = " AND a.company_id = ?", (company_id,)
     found = await fetch_all(
         conn,
         "SELECT r.agent_id, a.company_id, count(*), sum(r.input_tokens), "
-        "sum(r.output_tokens), sum(r.cost) FROM runs r JOIN agents a ON a.id = r.agent_id "
+        "sum(r.output_tokens), sum(r.cost), "
+        "sum(CASE WHEN i.created_by = ? THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN i.created_by = ? THEN r.cost ELSE 0 END), "
+        "sum(CASE WHEN r.status IN ('failed', 'timed_out') THEN 1 ELSE 0 END) "
+        "FROM runs r JOIN agents a ON a.id = r.agent_id LEFT JOIN issues i ON i.id = r.issue_id "
         f"WHERE r.started_at >= ? AND r.started_at < ?{where} GROUP BY r.agent_id",
+        (planner, planner, start, end, *args),
+    )
+    return [
+        (
+            r[0],
+            r[1],
+            r[2],
+            r[3] or 0,
+            r[4] or 0,
+            float(r[5] or 0.0),
+            r[6] or 0,
+            float(r[7] or 0.0),
+            r[8] or 0,
+        )
+        for r in found
+    ]
+
+
+async def closed_by_agent(
+    conn: aiosqlite.Connection, start: float, end: float, company_id: str | None
+) -> dict[str, int]:
+    """assignee id -> issues that reached done in [start, end) (their last update)."""
+    where, args = "", tuple[str, ...]()
+    if company_id is not None:
+        where, args = " AND company_id = ?", (company_id,)
+    found = await fetch_all(
+        conn,
+        "SELECT assignee_id, count(*) FROM issues WHERE status = 'done' "
+        "AND assignee_id IS NOT NULL AND updated_at >= ? AND updated_at < ?"
+        f"{where} GROUP BY assignee_id",
         (start, end, *args),
     )
-    return [(r[0], r[1], r[2], r[3] or 0, r[4] or 0, float(r[5] or 0.0)) for r in found]
+    return {r[0]: r[1] for r in found}
+
+
+async def audited_issues_since(
+    conn: aiosqlite.Connection, action: str, since: float, limit: int = 200
+) -> list[tuple[str, str]]:
+    """(company id, issue id) of the newest audit rows of one issue action since `since`,
+    newest first (the digest's promotions)."""
+    found = await fetch_all(
+        conn,
+        "SELECT i.company_id, a.target FROM audit a JOIN issues i ON i.id = a.target "
+        "WHERE a.action = ? AND a.at >= ? ORDER BY a.id DESC LIMIT ?",
+        (action, since, limit),
+    )
+    return [(r[0], r[1]) for r in found]
 
 
 async def agent_skipped_beats(

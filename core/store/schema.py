@@ -422,6 +422,8 @@ MIGRATIONS: list[str] = [
         paused INTEGER NOT NULL,
         PRIMARY KEY (agent_id, at)
     ) WITHOUT ROWID;
+    -- The digest lists the day's promotions (core.queues.backlog): one action, one window.
+    CREATE INDEX audit_action ON audit(action, at);
     """,
 ]
 

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", required=True, metavar="T")
     p.add_argument("--body", default="", metavar="B", help="details; - reads stdin")
     p.add_argument("--model", metavar="M", help="a model for this issue's runs")
+    p.add_argument(
+        "--priority",
+        choices=("critical", "high", "medium", "low"),
+        help="worked before lower ones (default medium)",
+    )
+    p.add_argument("--backlog", action="store_true", help="park it until it is promoted")
     _text(add("summary", "post a summary to your team chat"))
     p = _text(add("ask", "ask the owner about the issue"))
     p.add_argument("--choice", action="append", default=[], metavar="A", help="repeat for each")
@@ -274,11 +280,15 @@ def cmd_finish(args: argparse.Namespace, env: Mapping[str, str]) -> Out:
 
 
 def cmd_file(args: argparse.Namespace, env: Mapping[str, str]) -> Out:
-    body = {"title": args.title, "assignee": args.to}
+    body: dict[str, Any] = {"title": args.title, "assignee": args.to}
     if args.body:
         body["body"] = sys.stdin.read().strip() if args.body == "-" else args.body
     if args.model:
         body["model"] = args.model
+    if args.priority:
+        body["priority"] = args.priority
+    if args.backlog:
+        body["backlog"] = True
     with _client(args, env) as api:
         d = api.call("POST", "/issues", body)
     return 0, d, render.filed(d)

@@ -29,7 +29,10 @@ def me(d: dict[str, Any]) -> str:
 
 def issue_line(d: dict[str, Any]) -> str:
     who = f" @{d['assignee_id']}" if d.get("assignee_id") else ""
-    return f"{d.get('id')} [{d.get('status')}]{who} {d.get('title')}"
+    # Medium is the default: naming it on every line would only hide the ones that differ.
+    prio = d.get("priority")
+    tag = f" !{prio}" if prio and prio != "medium" else ""
+    return f"{d.get('id')} [{d.get('status')}]{tag}{who} {d.get('title')}"
 
 
 def inbox(items: list[dict[str, Any]]) -> str:

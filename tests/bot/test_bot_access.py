@@ -36,6 +36,10 @@ VALID = {
     "issues": "/issues",
     "issue": "/issue ripley Plan Q3",
     "assign": "/assign ALI-1 bishop",
+    "priority": "/priority ALI-1 high",
+    "backlog": "/backlog",
+    "promote": "/promote ALI-1",
+    "routines": "/routines",
     "role": "/role hicks lead",
     "reset": "/reset hicks",
     "pause": "/pause hudson",
@@ -154,6 +158,8 @@ async def test_viewer_reads_but_cannot_act(desk: Desk) -> None:
         "waiting",
         "costs",
         "digest",
+        "backlog",
+        "routines",
     }
     for name, line in VALID.items():
         reply = await desk.ask(VIEWER, line)
@@ -166,6 +172,10 @@ async def test_viewer_reads_but_cannot_act(desk: Desk) -> None:
     assert set(buttons(card)) == {"📜 Recent runs", "↻ Refresh"}  # no actions offered
     helped = await desk.ask(VIEWER, "/help")
     assert "/status" in helped["text"] and "/reset" not in helped["text"]
+    # The lists are a viewer's; their writing forms are the operator's.
+    for line in ("/routines add x ripley daily 09:00 | T", "/routines pause R1", "/backlog ALI-1"):
+        reply = await desk.ask(VIEWER, line)
+        assert "needs the operator role; you are a viewer" in reply["text"], (line, reply)
 
 
 async def test_operator_cannot_rotate_or_change_roles(desk: Desk) -> None:

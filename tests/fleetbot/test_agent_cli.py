@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from agent_cli_fleet import agent, file_issue, live_fleet, open_run, run_env
 
-from core.models import IssueStatus, RunStatus
+from core.models import IssueStatus, Priority, RunStatus
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,6 +109,23 @@ async def test_json_is_the_apis_own_answer(tmp_path: Path) -> None:
         )
         me = (await agent("--json", "me", env=env)).json()
         assert (me["agent_id"], me["run_id"], me["role"]) == ("bishop", run.id, "cto")
+
+
+async def test_file_takes_a_priority_and_the_backlog(tmp_path: Path) -> None:
+    # The planner's instructions (core.queues.planner) tell agents to file this way.
+    async with live_fleet(tmp_path) as fleet:
+        await file_issue(fleet, "bishop", "Write the plan")
+        run, token = await open_run(fleet, "bishop")
+        env = run_env(fleet, run, token)
+        later = await agent(
+            "file", "--to", "ash", "--title", "Refactor", "--priority", "high", "--backlog", env=env
+        )
+        assert later.code == 0, later.err
+        assert later.out.strip() == "Filed ALI-2 [backlog] !high @ash Refactor."
+        issue = await fleet.service.issue("ALI-2")
+        assert (issue.status, issue.priority) == (IssueStatus.BACKLOG, Priority.HIGH)
+        wrong = await agent("file", "--to", "ash", "--title", "x", "--priority", "urgent", env=env)
+        assert wrong.code == 2 and "invalid choice: 'urgent'" in wrong.err, wrong.err
 
 
 async def test_refusals_say_what_to_do_next_with_their_exit_codes(tmp_path: Path) -> None:

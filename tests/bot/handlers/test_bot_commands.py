@@ -58,7 +58,8 @@ async def test_start_help_whoami(desk: Desk) -> None:
     assert "You are owner here. 2 companies, 6 agents, 0 open issues." in start["text"]
     helped = await desk.ask(OWNER, "/help")
     assert (
-        "/rotate AGENT|all" in helped["text"] and "/issue ASSIGNEE TITLE [| body]" in helped["text"]
+        "/rotate AGENT|all" in helped["text"]
+        and "/issue ASSIGNEE [!high|!low|…] [!backlog] TITLE [| body]" in helped["text"]
     )
     who = await desk.ask(OWNER, "/whoami")
     assert "Telegram user id 1001" in who["text"] and "Role here: owner" in who["text"]
@@ -245,7 +246,7 @@ async def test_costs_and_digest(desk: Desk) -> None:
     assert "ripley $0.0060 · 1 run" in costs["text"]
     team = await desk.ask(OWNER, "/costs matrix")
     assert "StarDust Meet" in team["text"] and "Alex Kerber" not in team["text"]
-    assert "no company 'x'" in (await desk.ask(OWNER, "/costs x"))["text"]
+    assert "'x' is neither a company nor an agent" in (await desk.ask(OWNER, "/costs x"))["text"]
 
     digest = await desk.ask(OWNER, "/digest")
     assert digest["text"].startswith("Daily digest")
@@ -473,7 +474,7 @@ def _free_port() -> int:
         ("/agents a b", "/agents [company]"),
         ("/agent", "/agent ID"),
         ("/issues a b c", "/issues [ISSUE-ID"),
-        ("/issue bishop", "/issue ASSIGNEE TITLE [| body]"),
+        ("/issue bishop", "/issue ASSIGNEE [!high|!low|…] [!backlog] TITLE [| body]"),
         ("/assign ALI-1", "/assign ISSUE ASSIGNEE"),
         ("/role hicks", "/role AGENT ROLE"),
         ("/reset", "/reset AGENT|all"),
@@ -486,7 +487,7 @@ def _free_port() -> int:
         ("/mute 1", "/mute TARGET DURATION [reason]"),
         ("/unmute", "/unmute ID"),
         ("/alerts x", "/alerts"),
-        ("/costs a b", "/costs [company]"),
+        ("/costs a b", "/costs [company|AGENT]"),
         ("/digest x", "/digest"),
     ],
 )

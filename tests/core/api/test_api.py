@@ -232,6 +232,35 @@ async def test_file_issue_by_agent_id_and_by_role(api: ApiStack) -> None:
     assert by_scoped_role["assignee_id"] == "ripley"
 
 
+async def test_file_issue_with_a_priority_or_to_the_backlog(api: ApiStack) -> None:
+    headers = api.headers("ripley")
+    r = await api.client.post(
+        "/api/v1/issues",
+        headers=headers,
+        json={"title": "Later", "assignee": "ash", "priority": "high", "backlog": True},
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["status"], r.json()["priority"]) == ("backlog", "high")
+    r = await api.client.post(
+        "/api/v1/issues", headers=headers, json={"title": "Now", "assignee": "ash"}
+    )
+    assert (r.json()["status"], r.json()["priority"]) == ("todo", "medium")
+    r = await api.client.post(
+        "/api/v1/issues",
+        headers=headers,
+        json={"title": "x", "assignee": "ash", "priority": "urgent"},
+    )
+    body = assert_error(r, 422, "invalid_body")
+    assert "priority" in r.text and "critical" in r.text, body
+    r = await api.client.post(
+        "/api/v1/issues",
+        headers=headers,
+        json={"title": "x", "assignee": "ash", "backlog": "maybe"},
+    )
+    assert_error(r, 422, "invalid_body")
+    assert len(await api.service.issues()) == 2
+
+
 async def test_file_issue_needs_the_skill(api: ApiStack) -> None:
     r = await api.client.post(
         "/api/v1/issues", headers=api.headers("vasquez"), json={"title": "x", "assignee": "ceo"}
@@ -579,10 +608,10 @@ async def test_extra_fields_are_refused_by_name(api: ApiStack) -> None:
     for method, path, body in BODY_ROUTES:
         assert body is not None
         r = await api.client.request(
-            method, path, headers=api.headers("ripley"), json={**body, "priority": "high"}
+            method, path, headers=api.headers("ripley"), json={**body, "urgency": "high"}
         )
         got = assert_error(r, 422, "invalid_body")
-        want = [{"field": "priority", "problem": "Extra inputs are not permitted"}]
+        want = [{"field": "urgency", "problem": "Extra inputs are not permitted"}]
         assert got["errors"] == want, (method, path)
 
 
