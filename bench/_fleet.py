@@ -135,3 +135,23 @@ async def median_ms(func: Callable[[], Awaitable[object]], repeat: int) -> float
 
 def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
+
+
+# -- arrivals: when simulated work is filed ---------------------------------------------------
+
+WEEKEND = 0.2  # share of a weekday's arrivals on Saturdays and Sundays
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    n, t = 0, rng.expovariate(1.0)
+    while t < mean:
+        n += 1
+        t += rng.expovariate(1.0)
+    return n
+
+
+def time_of_day(rng: random.Random) -> float:
+    """Seconds after midnight: mostly working hours (08:00-18:00 UTC), sometimes any time."""
+    if rng.random() < 0.85:
+        return rng.uniform(8 * 3600.0, 18 * 3600.0)
+    return rng.uniform(0, 86400.0)

@@ -30,7 +30,7 @@ Targets: with promotion, 0 agent-hours in which an agent had nothing to do while
 held work (promotion cannot hand a teammate's backlog over: that figure is printed apart);
 planning calls <= 1 per company per empty period; LLM calls <= issues worked + retries +
 planning calls; the runaway paused <= 60 min after its loop starts; no other agent tripped;
-wall < 60 s.
+wall < 120 s.
 """
 
 from __future__ import annotations
@@ -43,11 +43,19 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _fleet import DESIGN_FLEET, SimulatedPool, design_config, verdict
+from _fleet import (
+    DESIGN_FLEET,
+    WEEKEND,
+    SimulatedPool,
+    design_config,
+    poisson,
+    time_of_day,
+    verdict,
+)
+from _runaway import BASELINE_DAYS, BUSY, LOOP_SPEND, NOISY, RUNAWAY, simulate_breaker
 
 from core.alerting.book import AlertBook
 from core.alerting.outbox import Outbox
@@ -60,14 +68,13 @@ from core.config.queues import PlannerConfig, SpendVelocity
 from core.engine.recovery import Recovery
 from core.engine.scheduler import Scheduler
 from core.events import EventBus
-from core.models import PLANNER, Agent, IssueStatus, Priority, RunOutcome
-from core.queues.breaker import MIN_HISTORY_HOURS
+from core.models import PLANNER, Agent, IssueStatus, Priority
 from core.queues.feeder import INTERVAL as FEED_INTERVAL, Feeder
 from core.queues.planner import Planner
 from core.reports.costs import CostBook
 from core.runtimes.base import Dispatch, DispatchResult, Runtime
 from core.service import FleetService
-from core.store import issues as issue_store, velocity as velocity_store
+from core.store import issues as issue_store
 from core.store.db import Database, fetch_all
 
 DAYS = 30
@@ -75,7 +82,6 @@ HOUR = 3600.0
 DAY = 86400.0
 WEEKS = ("normal", "bursty", "quiet", "bursty", "quiet")  # the month's weeks, in order
 RATE = {"normal": 5.0, "bursty": 5.0, "quiet": 0.4}  # issues per company per weekday
-WEEKEND = 0.2  # share of a weekday's arrivals on Saturdays and Sundays
 BACKLOG_SHARE = 0.25  # of everyday arrivals: "for later"
 INITIAL_BACKLOG = 18  # per company, filed before the first heartbeat
 BURSTS = 2  # per company per bursty week
@@ -83,7 +89,7 @@ TRIAGE = 3  # backlog items the owner promotes by hand per idle agent (alerts on
 GOALS = ["Ship the v2 onboarding", "Grow weekly active teams 10 %", "Keep churn under 3 %"]
 PRIORITIES = ((Priority.CRITICAL, 0.03), (Priority.HIGH, 0.15), (Priority.LOW, 0.25))
 MAX_PAUSE_MINUTES = 60.0
-MAX_WALL = 60.0
+MAX_WALL = 120.0  # a bench to run by hand: 30-40 s alone on the dev box, slower under load
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,21 +124,6 @@ def _priority(rng: random.Random) -> Priority:
     return Priority.MEDIUM
 
 
-def _poisson(rng: random.Random, mean: float) -> int:
-    n, t = 0, rng.expovariate(1.0)
-    while t < mean:
-        n += 1
-        t += rng.expovariate(1.0)
-    return n
-
-
-def _time_of_day(rng: random.Random) -> float:
-    """Mostly working hours (08:00-18:00 UTC), sometimes any time."""
-    if rng.random() < 0.85:
-        return rng.uniform(8 * HOUR, 18 * HOUR)
-    return rng.uniform(0, DAY)
-
-
 def month_filings(rng: random.Random, start: float, days: int) -> list[Filing]:
     """The month's work, the same for every policy: seeded, by company."""
     out: list[Filing] = []
@@ -143,10 +134,10 @@ def month_filings(rng: random.Random, start: float, days: int) -> list[Filing]:
             kind = WEEKS[(day // 7) % len(WEEKS)]
             midnight = start + day * DAY
             mean = RATE[kind] * (WEEKEND if utc(midnight).weekday() >= 5 else 1.0)
-            for _ in range(_poisson(rng, mean)):
+            for _ in range(poisson(rng, mean)):
                 out.append(
                     Filing(
-                        midnight + _time_of_day(rng),
+                        midnight + time_of_day(rng),
                         cid,
                         rng.choice(roles),
                         rng.random() < BACKLOG_SHARE,
@@ -522,230 +513,6 @@ async def _periods(db: Database, company_id: str, start: float, end: float) -> P
         out.worst = max(out.worst, inside)
     out.outside = sum(1 for t in plans if not any(a < t <= b for a, b in gaps))
     return out
-
-
-RUNAWAY, NOISY, BUSY = "ali-cto", "mat-cm", "ali-coo"
-BASELINE_DAYS = 7
-PRICE = 5e-6  # dollars per token, blended: a run's tokens follow from its cost
-ORDINARY = (0.01, 0.08)  # dollars per run
-SPEND = {RUNAWAY: (0.05, 0.25), NOISY: (0.005, 0.03), BUSY: (0.5, 0.9)}
-SPIKE_SPEND = (0.15, 0.3)  # the noisy agent's spikes: tens of times its usual, under the floor
-PER_DAY = {RUNAWAY: 8.0, NOISY: 1.5}  # issues per weekday; others 3, BUSY 1-3 in each work hour
-LOOP_SPEND = (0.25, 0.45)
-LOOP_TITLE = "Retry the failed deploy"
-SPIKE_TITLE = "Research sprint"
-
-
-class SpendingAgent(Runtime):
-    """A simulated agent whose runs cost what its profile says. A run on the loop's issue costs
-    far more, and its follow-up is filed a minute later: the runaway loop."""
-
-    kind = "simulated"
-
-    def __init__(
-        self,
-        service: FleetService,
-        rng: random.Random,
-        spend: tuple[float, float],
-        follow_up: Callable[[str], None],
-    ) -> None:
-        self.service = service
-        self.rng = rng
-        self.spend = spend
-        self.follow_up = follow_up
-
-    async def dispatch(self, job: Dispatch) -> DispatchResult:
-        loop = str(job.issue.get("title", "")).startswith(LOOP_TITLE)
-        spike = str(job.issue.get("title", "")).startswith(SPIKE_TITLE)
-        cost = self.rng.uniform(*(LOOP_SPEND if loop else SPIKE_SPEND if spike else self.spend))
-        tokens = int(cost / PRICE)
-        await self.service.report_usage(
-            job.run_id,
-            job.agent_id,
-            turns=8 if loop else 3,
-            input_tokens=tokens * 9 // 10,
-            output_tokens=tokens - tokens * 9 // 10,
-            cost=cost,
-            model=job.model,
-        )
-        if loop:
-            self.follow_up(job.agent_id)
-        summary = f"Worked on {job.issue_id}"
-        await self.service.finish_run(job.run_id, job.agent_id, RunOutcome.DONE, summary=summary)
-        return DispatchResult(finished=True, outcome=RunOutcome.DONE, summary=summary)
-
-
-@dataclass(slots=True)
-class Breaker:
-    loop_start: float = 0.0
-    paused_at: float | None = None
-    status: str = ""
-    reason_code: str = ""
-    loop_runs: int = 0  # runs of the runaway from its loop's start (its other work too)
-    loop_cost: float = 0.0
-    alerts: int = 0  # spend_velocity alerts raised
-    trips: list[tuple[str, float, bool]] = field(default_factory=list)
-    passes: int = 0  # monitor passes run
-    runs: int = 0
-    worst: dict[str, tuple[float, float]] = field(default_factory=dict)  # hour, ratio
-    wall: float = 0.0
-
-    @property
-    def minutes(self) -> float:
-        return math.inf if self.paused_at is None else (self.paused_at - self.loop_start) / 60
-
-
-def breaker_filings(rng: random.Random, start: float) -> list[tuple[float, str, str]]:
-    """A week of normal work for every agent, the noisy one with a few spikes."""
-    out: list[tuple[float, str, str]] = []
-    agents = [f"{cid[:3]}-{role}" for cid, (_, _, roles) in DESIGN_FLEET.items() for role in roles]
-    for day in range(BASELINE_DAYS + 1):
-        midnight = start + day * DAY
-        weekend = utc(midnight).weekday() >= 5
-        for agent_id in agents:
-            if agent_id == BUSY:
-                for hour in range(8, 18):
-                    for _ in range(0 if weekend else rng.randint(1, 3)):
-                        at = midnight + (hour + rng.random()) * HOUR
-                        out.append((at, agent_id, "Busy work"))
-                continue
-            mean = PER_DAY.get(agent_id, 3.0) * (WEEKEND if weekend else 1.0)
-            for _ in range(_poisson(rng, mean)):
-                out.append((midnight + _time_of_day(rng), agent_id, "Work"))
-    for day in rng.sample(range(BASELINE_DAYS), 3):
-        at = start + day * DAY + rng.uniform(9 * HOUR, 17 * HOUR)
-        out += [(at + rng.uniform(0, 40 * 60), NOISY, SPIKE_TITLE) for _ in range(5)]
-    return out
-
-
-async def simulate_breaker(root: Path, *, seed: int) -> Breaker:
-    started = time.perf_counter()
-    rng = random.Random(seed)
-    out = Breaker()
-    clock = ManualClock()
-    start = clock.now()
-    base = design_config(root, failure_rate=0.0, seed=seed)
-    velocity = SpendVelocity(pause=True)
-    config = base.model_copy(
-        update={"monitors": base.monitors.model_copy(update={"spend_velocity": velocity})}
-    )
-    out.loop_start = start + BASELINE_DAYS * DAY + rng.uniform(10 * HOUR, 15 * HOUR)
-    end = out.loop_start + 4 * HOUR
-    queue = [f for f in breaker_filings(rng, start) if f[0] < end]
-    queue.append((out.loop_start, RUNAWAY, f"{LOOP_TITLE} (1)"))
-    queue.sort()
-    KeyRing.create(config.auth.keyring, start)
-    async with Database(config.storage.path) as db:
-        auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
-        events = EventBus()
-        service = FleetService(db, config, clock, events, token_check=auth.check_file)
-        await service.sync_config()
-        for agent in await service.agents():
-            auth.issue(agent, fsync=False)
-        runtimes: dict[str, SpendingAgent] = {}
-        loops = 1
-
-        def follow_up(agent_id: str) -> None:
-            nonlocal loops
-            loops += 1
-            queue.append((clock.now() + 60, agent_id, f"{LOOP_TITLE} ({loops})"))
-            queue.sort()
-
-        def runtime(agent: Agent) -> Runtime:
-            found = runtimes.get(agent.id)
-            if found is None:
-                spend = SPEND.get(agent.id, ORDINARY)
-                found = SpendingAgent(
-                    service, random.Random(f"{seed}:{agent.id}"), spend, follow_up
-                )
-                runtimes[agent.id] = found
-            return found
-
-        scheduler = Scheduler(service, runtime, clock, auth=auth, api_url="http://127.0.0.1:9")
-        alerts = AlertBook(db, clock, config, Outbox(db, clock, config))
-        monitors = Monitors(
-            service, alerts, CostBook(db, clock), Recovery(service, config), config, clock
-        )
-        events.subscribe(monitors.on_event)
-
-        async def settle() -> None:
-            await scheduler.drain()
-            await monitors.settle()
-            await scheduler.drain()
-
-        next_hourly = start + HOUR
-        next_pass = next_hourly
-        try:
-            await scheduler.start(periodic=False)
-            while True:
-                due = await scheduler.heartbeat.next_due_at()
-                first = queue[0][0] if queue else math.inf
-                when = min(math.inf if due is None else due, first, next_pass)
-                if when > end:
-                    break
-                clock.set(max(when, clock.now()))
-                now = clock.now()
-                runs_before = int(await db.scalar("SELECT count(*) FROM runs"))
-                while queue and queue[0][0] <= now:
-                    _, agent_id, title = queue.pop(0)
-                    await service.file_issue(title=title, assignee=agent_id, actor="owner")
-                await settle()
-                await scheduler.tick()
-                await settle()
-                if now >= next_pass:
-                    await monitors.run()
-                    await settle()
-                    out.passes += 1
-                    if now >= next_hourly:
-                        next_hourly += HOUR
-                    next_pass = next_hourly
-                if int(await db.scalar("SELECT count(*) FROM runs")) > runs_before:
-                    # The monitors pass every minute; a pass in a minute in which no run
-                    # started sees no more spend than the one before it.
-                    after = start + (math.floor((now - start) / 60) + 1) * 60
-                    next_pass = min(next_pass, after)
-        finally:
-            await monitors.aclose()
-            await scheduler.aclose()
-        out.trips = await velocity_store.trips(db.reader, start)
-        out.paused_at = next((at for a, at, p in out.trips if a == RUNAWAY and p), None)
-        row = await db.fetchone("SELECT status, reason_code FROM agents WHERE id = ?", (RUNAWAY,))
-        assert row is not None
-        out.status, out.reason_code = row[0], row[1]
-        row = await db.fetchone(
-            "SELECT count(*), coalesce(sum(cost), 0) FROM runs WHERE agent_id = ? "
-            "AND started_at >= ?",
-            (RUNAWAY, out.loop_start),
-        )
-        assert row is not None
-        out.loop_runs, out.loop_cost = int(row[0]), float(row[1])
-        out.alerts = int(
-            await db.scalar("SELECT count(*) FROM alerts WHERE kind = 'spend_velocity'")
-        )
-        out.runs = int(await db.scalar("SELECT count(*) FROM runs"))
-        for agent_id in (NOISY, BUSY, RUNAWAY):
-            runs = await db.fetchall(
-                "SELECT started_at, cost FROM runs WHERE agent_id = ? AND started_at < ? "
-                "ORDER BY started_at",
-                (agent_id, out.loop_start),
-            )
-            out.worst[agent_id] = _worst_hour([(r[0], r[1]) for r in runs], velocity.baseline)
-    out.wall = time.perf_counter() - started
-    return out
-
-
-def _worst_hour(runs: list[tuple[float, float]], window: float) -> tuple[float, float]:
-    """(the most spent in an hour, the most an hour's spend was times the agent's baseline at
-    the time, once it had one): the two sides of the breaker's test, at every run's start."""
-    worst = ratio = 0.0
-    for t, _ in runs:
-        spent = sum(c for s, c in runs if t - HOUR < s <= t)
-        past = [(s, c) for s, c in runs if t - window <= s < t - HOUR]
-        hours = len({int(s // HOUR) for s, _ in past})
-        worst = max(worst, spent)
-        if hours >= MIN_HISTORY_HOURS:
-            ratio = max(ratio, spent / (sum(c for _, c in past) / hours))
-    return worst, ratio
 
 
 def _row(label: str, values: list[str], note: str = "") -> None:

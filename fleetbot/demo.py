@@ -45,6 +45,7 @@ fleetbot demo — you are the owner. The fleet below is simulated; the bot, the 
 are real. Alerts arrive on their own within a few minutes. Try:
   /status   /agents   /agent bishop   /issues   /alerts
   /issue cto@aliens Fix the login page   /issue (guided)   /authcheck   /rotate all
+  /routines   /backlog   /issue ash !backlog Write the docs   /costs ripley
   /costs   /digest   /help
 Type a number to press that button. quit (or Ctrl-D) leaves.
 """
@@ -145,6 +146,15 @@ def demo_config() -> dict[str, Any]:
                 "name": "Matrix",
                 "prefix": "MAT",
                 "chat": MATRIX_CHAT,
+                # Recurring work, so the demo shows a routine filing on its own.
+                "routines": [
+                    {
+                        "name": "build-check",
+                        "schedule": "every 5m",
+                        "assignee": "cto",
+                        "title": "Check the build ({time})",
+                    }
+                ],
                 "agents": [
                     {"id": "neo", "name": "Neo", "role": "ceo", "runtime": _sim()},
                     {

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from stack_helpers import Stack, config_data, open_stack
 
+from bot.views.render import company_digest  # the digest's words for what the core found
 from core.clock import ManualClock
 from core.config import parse_config
-from core.models import PLANNER, RunOutcome
+from core.models import PLANNER, IssueStatus, RunOutcome
 from core.reports.roi import Roi
 
 
@@ -84,3 +85,24 @@ async def test_roi_counts_and_flags_with_suggestions(tmp_path: Path, clock: Manu
         assert set(only) == {"mat-ceo", "mat-cto"}
         clock.advance(31 * 86400)  # a new month judges afresh
         assert all(not r.flags and r.usage.runs == 0 for r in await stack.service.roi())
+
+
+async def test_the_digest_lists_promotions_and_flagged_agents(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with open_stack(tmp_path, clock) as stack:
+        since = clock.now()
+        for _ in range(3):
+            await work(stack, "ali-cmo", 0.2, RunOutcome.BLOCKED)  # spends, nothing closed
+        parked = await stack.service.file_issue(
+            title="later", assignee="ali-qa-2", actor="t", backlog=True
+        )
+        await stack.scheduler.drain()  # ali-qa-2 is idle: its beat promotes and works it
+        assert (await stack.service.issue(parked.id)).status is not IssueStatus.BACKLOG
+        aliens, matrix = await stack.service.activity(since)
+        assert aliens.promoted == [parked.id] and matrix.promoted == []
+        assert [r.agent.id for r in aliens.flagged] == ["ali-cmo"] and matrix.flagged == []
+        text = "\n".join(company_digest(aliens, clock.now()))
+        assert f"⬆️ Promoted from the backlog: <code>{parked.id}</code>" in text
+        assert "💸 <code>ali-cmo</code> 3 LLM calls and $0.60 this month, no issue closed" in text
+        assert "→ pause it (/pause ali-cmo)" in text
