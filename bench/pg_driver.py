@@ -9,10 +9,11 @@ workable rule looks at; 10,000 issues over 100 agents, about 55 in each inbox):
   inbox    one agent's inbox by priority, then age, LIMIT 50 (core.store.issues.inbox)
   claim    lease a workable issue: the conditional UPDATE … RETURNING, in a transaction
            (core.store.issues.lease)
-  conc     the inbox read from 50 coroutines at once through the pool (10 connections;
+  conc     N/2 inbox reads from 50 coroutines at once through the pool (10 connections;
            today's store: its one reader), per-read latency and reads/s
 
-Variants, each on fresh tables:
+Variants, each on its own copy of the seed (a PostgreSQL schema, an SQLite file), run
+interleaved in blocks of 100 ops so that the machine's drifting load falls on all alike:
 
   sqlite         today's store: core.store.db.Database (aiosqlite, WAL, one writer behind a
                  lock, one reader), the full schema from its migrations
@@ -22,14 +23,15 @@ Variants, each on fresh tables:
                  as it is written today); reads on an AUTOCOMMIT connection
   sa-core        SQLAlchemy Core table constructs (one definition for both engines); reads
                  AUTOCOMMIT
-  sa-sqlite      sa-text over aiosqlite: what SQLite would cost if the store went through
-                 SQLAlchemy for both engines
+  sa-sqlite      (--sa-sqlite) sa-text over aiosqlite: what SQLite would cost if the store
+                 went through SQLAlchemy for both engines; ~15 s more
   inbox/autobegin  (sa-*) the inbox read on SQLAlchemy's default connection, which wraps even a
                  read in BEGIN … ROLLBACK
 
 Each variant also checks that it sees the same inboxes and claims as the others (exit 1 if not).
 
-    python bench/pg_driver.py [--url postgresql://…] [--passfile F] [-n 2000]
+    pip install asyncpg 'sqlalchemy[asyncio]'     # not fleetbot's dependencies (yet)
+    python bench/pg_driver.py [--url postgresql://…] [--passfile F] [-n 2000] [--sa-sqlite]
 
 Without --url (or FLEETBOT_PG_URL) it starts a throwaway server with scripts/pg.sh and removes
 it after. A measurement, not a target: it exits non-zero only on an error.
@@ -48,14 +50,17 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+try:
+    import asyncpg
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+except ImportError as exc:  # not fleetbot's dependencies: say how to get them
+    raise SystemExit(f"{exc}: pip install asyncpg 'sqlalchemy[asyncio]' first.") from exc
 
 from core.store.db import Database, fetch_all, fetch_one
 
@@ -65,6 +70,7 @@ AGENTS = 100  # 10 per company
 SEED_ISSUES = 10_000
 POOL = 10
 CONCURRENCY = 50
+BLOCK = 100  # ops a variant runs before the next one takes over
 T0 = 1_790_000_000.0  # a fixed clock: every variant writes the same rows
 SEED_MIX = [("todo", 45), ("in_progress", 10), ("done", 35), ("blocked", 5), ("backlog", 5)]
 
@@ -103,7 +109,6 @@ CLAIM = (
 # precision (PostgreSQL's real has 4: an epoch would round to 128 s), INTEGER (64-bit in SQLite)
 # is bigint. Agents and questions keep only what the hot paths touch.
 PG_SCHEMA = """
-DROP TABLE IF EXISTS questions, issues, agents, companies CASCADE;
 CREATE TABLE companies (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -216,59 +221,81 @@ def make_data(n: int) -> Data:
 
 
 @dataclass
-class Result:
+class Variant:
+    """One way to run the hot paths, on its own copy of the seed."""
+
     name: str
+    file: Callable[[dict[str, Any]], Awaitable[Any]]
+    inbox: Callable[[str], Awaitable[Any]]
+    claim: Callable[[dict[str, Any]], Awaitable[Any]]
+    autobegin: Callable[[str], Awaitable[Any]] | None = None  # SQLAlchemy's default read
+    conc_share: int = 2  # the concurrent run reads N / conc_share times
     times: dict[str, list[int]] = field(default_factory=dict)  # op -> ns per op
+    seen: dict[str, list[Any]] = field(default_factory=dict)  # op -> what each op returned
     rate: float = 0.0  # reads/s of the concurrent run
-    digest: str = ""  # what the variant saw: must match across variants
 
-    async def timed(self, op: str, calls: Iterator[Awaitable[Any]]) -> list[Any]:
-        out, times = [], self.times.setdefault(op, [])
-        for call in calls:
-            t = time.perf_counter_ns()
-            out.append(await call)
-            times.append(time.perf_counter_ns() - t)
-        return out
+    @property
+    def digest(self) -> str:
+        """What the variant saw: the same for every variant, or one of them is wrong."""
+        h = hashlib.sha256()
+        for rows in self.seen["inbox"]:
+            h.update(repr([(r[0], r[12], r[15]) for r in rows]).encode())
+        h.update(repr([(r[0], r[1]) for r in self.seen["claim"]]).encode())
+        h.update(repr([(r[0], r[2]) for r in self.seen["insert"]]).encode())
+        return h.hexdigest()[:12]
 
-    async def concurrent(self, read: Callable[[str], Awaitable[Any]], agents: list[str]) -> None:
+    async def concurrent(self, agents: list[str]) -> None:
         times = self.times.setdefault("conc", [])
 
         async def worker(share: list[str]) -> None:
             for agent in share:
                 t = time.perf_counter_ns()
-                await read(agent)
+                await self.inbox(agent)
                 times.append(time.perf_counter_ns() - t)
 
-        shares = [agents[k::CONCURRENCY] for k in range(CONCURRENCY)]
         t = time.perf_counter()
         async with asyncio.TaskGroup() as tg:
-            for share in shares:
-                tg.create_task(worker(share))
+            for k in range(CONCURRENCY):
+                tg.create_task(worker(agents[k::CONCURRENCY]))
         self.rate = len(agents) / (time.perf_counter() - t)
 
 
-def digest(inboxes: list[list[Any]], claims: list[Any], inserted: list[Any]) -> str:
-    h = hashlib.sha256()
-    for rows in inboxes:
-        h.update(repr([(r[0], r[12], r[15]) for r in rows]).encode())
-    h.update(repr([(r[0], r[1]) for r in claims]).encode())
-    h.update(repr([(r[0], r[2]) for r in inserted]).encode())
-    return h.hexdigest()[:12]
+async def interleaved(variants: list[Variant], op: str, args: list[Any]) -> None:
+    """Every variant runs block k of the ops before any runs block k + 1, starting with a
+    different one each time: the machine's load drifts over a run (other jobs share its two
+    cores), and this spreads the drift evenly. Blocks, not single ops, so each variant's code
+    and server backend stay warm in the CPU's caches as they would in a real process."""
+    for start in range(0, len(args), BLOCK):
+        block = args[start : start + BLOCK]
+        for n in range(len(variants)):
+            v = variants[(start // BLOCK + n) % len(variants)]
+            call = (
+                v.autobegin if op == "inbox/autobegin" else getattr(v, op.replace("insert", "file"))
+            )
+            assert call is not None
+            times, seen = v.times.setdefault(op, []), v.seen.setdefault(op, [])
+            for arg in block:
+                t = time.perf_counter_ns()
+                seen.append(await call(arg))
+                times.append(time.perf_counter_ns() - t)
 
 
-async def run_ops(
-    result: Result, data: Data, file: Any, inbox: Any, claim: Any, *, conc: int | None = None
-) -> None:
-    """Warm up, then the three sequential ops and `conc` (default N) concurrent reads."""
-    for agent in data.inboxes[:50]:
-        await inbox(agent)
-    inserted = await result.timed("insert", (file(p) for p in data.inserts))
-    seen = await result.timed("inbox", (inbox(a) for a in data.inboxes))
-    claimed = await result.timed("claim", (claim(p) for p in data.claims))
-    if any(c is None for c in claimed):
-        raise RuntimeError(f"{result.name}: {claimed.count(None)} claims found nothing to claim")
-    await result.concurrent(inbox, data.inboxes[:conc])
-    result.digest = digest(seen, claimed, inserted)
+async def run(variants: list[Variant], data: Data) -> None:
+    for v in variants:
+        for agent in data.inboxes[:50]:  # prepared statements, caches, pools warm
+            await v.inbox(agent)
+    await interleaved(variants, "insert", data.inserts)
+    await interleaved(variants, "inbox", data.inboxes)
+    await interleaved(variants, "claim", data.claims)
+    for v in variants:
+        if None in v.seen["claim"]:
+            raise RuntimeError(f"{v.name}: a claim found nothing to claim")
+        v.seen.pop("inbox/autobegin", None)
+    # N/4 of these: a side question, and the wall time stays under a minute.
+    sa_only = [v for v in variants if v.autobegin is not None]
+    await interleaved(sa_only, "inbox/autobegin", data.inboxes[: len(data.inboxes) // 4])
+    for v in variants:
+        await v.concurrent(data.inboxes[: len(data.inboxes) // v.conc_share])
 
 
 def new_number(row: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -299,9 +326,10 @@ async def seed_sqlite(data: Data, path: Path) -> Database:
     return db
 
 
-async def bench_sqlite(data: Data, folder: Path) -> Result:
-    result = Result("sqlite")
-    async with await seed_sqlite(data, folder / "bench.db") as db:
+@asynccontextmanager
+async def sqlite_variant(data: Data, path: Path) -> AsyncIterator[Variant]:
+    """Today's store: Database's writer (BEGIN IMMEDIATE under its lock) and its reader."""
+    async with await seed_sqlite(data, path) as db:
 
         async def file(p: dict[str, Any]) -> Any:
             async with db.write() as conn:
@@ -318,43 +346,55 @@ async def bench_sqlite(data: Data, folder: Path) -> Result:
             async with db.write() as conn:
                 return await fetch_one(conn, CLAIM, p)
 
-        await run_ops(result, data, file, inbox, claim)
-    return result
+        yield Variant("sqlite", file, inbox, claim)
 
 
 @asynccontextmanager
-async def pg_conn(url: str, passfile: str | None) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(url, passfile=passfile)
+async def pg_conn(
+    url: str, passfile: str | None, schema: str = "public"
+) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(url, passfile=passfile, server_settings={"search_path": schema})
     try:
         yield conn
     finally:
         await conn.close()
 
 
-async def seed_pg(conn: asyncpg.Connection, data: Data) -> None:
-    await conn.execute(PG_SCHEMA)
-    await conn.copy_records_to_table(
-        "companies", records=data.companies, columns=["id", "name", "prefix", "next_issue_number"]
-    )
-    agents = [(a, c, a) for a, c in data.agents]
-    await conn.copy_records_to_table("agents", records=agents, columns=["id", "company_id", "name"])
-    columns = [c.strip() for c in COLUMNS.split(",")]
-    await conn.copy_records_to_table("issues", records=data.issues, columns=columns)
-    questions = [(i,) for i in data.questions]
-    await conn.copy_records_to_table("questions", records=questions, columns=["issue_id"])
-    await conn.execute("VACUUM ANALYZE")
+async def seed_pg(url: str, passfile: str | None, schema: str, data: Data) -> None:
+    """A schema of its own for one variant, with the seed."""
+    async with pg_conn(url, passfile) as conn:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+    async with pg_conn(url, passfile, schema) as conn:
+        await conn.execute(PG_SCHEMA)
+        columns = ["id", "name", "prefix", "next_issue_number"]
+        await conn.copy_records_to_table("companies", records=data.companies, columns=columns)
+        agents = [(a, c, a) for a, c in data.agents]
+        columns = ["id", "company_id", "name"]
+        await conn.copy_records_to_table("agents", records=agents, columns=columns)
+        columns = [c.strip() for c in COLUMNS.split(",")]
+        await conn.copy_records_to_table("issues", records=data.issues, columns=columns)
+        questions = [(i,) for i in data.questions]
+        await conn.copy_records_to_table("questions", records=questions, columns=["issue_id"])
+        await conn.execute("VACUUM ANALYZE")
 
 
-async def bench_asyncpg(data: Data, url: str, passfile: str | None) -> Result:
-    result = Result("asyncpg")
+@asynccontextmanager
+async def asyncpg_variant(data: Data, url: str, passfile: str | None) -> AsyncIterator[Variant]:
+    """Raw asyncpg: a pool, $n placeholders, statements prepared by asyncpg's cache."""
+    await seed_pg(url, passfile, "v_asyncpg", data)
     number, number_args = dollar(NUMBER)
     insert, insert_args = dollar(INSERT)
     get, get_args = dollar(GET)
     read, read_args = dollar(INBOX)
     lease, lease_args = dollar(CLAIM)
-    async with pg_conn(url, passfile) as conn:
-        await seed_pg(conn, data)
-    pool = await asyncpg.create_pool(url, passfile=passfile, min_size=POOL, max_size=POOL)
+    assert read_args == ["agent"]
+    pool = await asyncpg.create_pool(
+        url,
+        passfile=passfile,
+        min_size=POOL,
+        max_size=POOL,
+        server_settings={"search_path": "v_asyncpg"},
+    )
     try:
 
         async def file(p: dict[str, Any]) -> Any:
@@ -365,17 +405,15 @@ async def bench_asyncpg(data: Data, url: str, passfile: str | None) -> Result:
                 return await conn.fetchrow(get, *(p[a] for a in get_args))
 
         async def inbox(agent: str) -> Any:
-            assert read_args == ["agent"]
             return await pool.fetch(read, agent)
 
         async def claim(p: dict[str, Any]) -> Any:
             async with pool.acquire() as conn, conn.transaction():
                 return await conn.fetchrow(lease, *(p[a] for a in lease_args))
 
-        await run_ops(result, data, file, inbox, claim)
+        yield Variant("asyncpg", file, inbox, claim)
     finally:
         await pool.close()
-    return result
 
 
 def sa_tables() -> tuple[sa.Table, sa.Table, sa.Table]:
@@ -402,7 +440,7 @@ def sa_constructs() -> dict[str, Any]:
     c, i, q, bp = companies.c, issues.c, questions.c, sa.bindparam
     inbox_where = (i.assignee_id == bp("agent"), i.status.in_(["in_progress", "todo"]))
     open_question = sa.exists().where(q.issue_id == i.id, q.status == "open")
-    now = bp("now")
+    now: sa.BindParameter[float] = bp("now", type_=sa.Double)
     return {
         "number": sa.update(companies)
         .where(c.id == bp("company"))
@@ -458,9 +496,8 @@ def sa_texts() -> dict[str, Any]:
     }
 
 
-async def sa_ops(
-    result: Result, data: Data, engine: AsyncEngine, sql: dict[str, Any], *, conc: int | None = None
-) -> None:
+def sa_variant(name: str, engine: AsyncEngine, sql: dict[str, Any], conc_share: int) -> Variant:
+    """The hot paths through SQLAlchemy: writes in engine.begin(), reads AUTOCOMMIT."""
     reader = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def file(p: dict[str, Any]) -> Any:
@@ -474,7 +511,7 @@ async def sa_ops(
         async with reader.connect() as conn:
             return (await conn.execute(sql["inbox"], {"agent": agent})).all()
 
-    async def inbox_autobegin(agent: str) -> Any:
+    async def autobegin(agent: str) -> Any:
         async with engine.connect() as conn:
             return (await conn.execute(sql["inbox"], {"agent": agent})).all()
 
@@ -482,36 +519,36 @@ async def sa_ops(
         async with engine.begin() as conn:
             return (await conn.execute(sql["claim"], p)).one_or_none()
 
-    await run_ops(result, data, file, inbox, claim, conc=conc)
-    # N/4 of these: a side question, and the wall time stays under a minute.
-    sample = data.inboxes[: len(data.inboxes) // 4]
-    await result.timed("inbox/autobegin", (inbox_autobegin(a) for a in sample))
+    return Variant(name, file, inbox, claim, autobegin, conc_share)
 
 
-async def bench_sa(name: str, data: Data, url: str, passfile: str | None) -> Result:
-    result = Result(name)
-    async with pg_conn(url, passfile) as conn:
-        await seed_pg(conn, data)
+@asynccontextmanager
+async def sa_pg_variant(
+    name: str, data: Data, url: str, passfile: str | None
+) -> AsyncIterator[Variant]:
+    schema = "v_" + name.replace("-", "_")
+    await seed_pg(url, passfile, schema, data)
+    connect_args: dict[str, Any] = {"server_settings": {"search_path": schema}}
+    if passfile:
+        connect_args["passfile"] = passfile
     engine = create_async_engine(
         url.replace("postgresql://", "postgresql+asyncpg://", 1),
-        connect_args={"passfile": passfile} if passfile else {},
+        connect_args=connect_args,
         pool_size=POOL,
         max_overflow=0,
     )
     try:
-        await sa_ops(result, data, engine, sa_constructs() if name == "sa-core" else sa_texts())
+        sql = sa_constructs() if name == "sa-core" else sa_texts()
+        yield sa_variant(name, engine, sql, 2)
     finally:
         await engine.dispose()
-    return result
 
 
-async def bench_sa_sqlite(data: Data, folder: Path) -> Result:
-    # The file and its schema as today's store leaves them (migrations, seed), then SQLAlchemy
-    # on it with the store's PRAGMAs.
-    await (await seed_sqlite(data, folder / "sa.db")).aclose()
-    engine = create_async_engine(
-        f"sqlite+aiosqlite:///{folder / 'sa.db'}", pool_size=POOL, max_overflow=0
-    )
+@asynccontextmanager
+async def sa_sqlite_variant(data: Data, path: Path) -> AsyncIterator[Variant]:
+    """sa-text on a file as today's store leaves it, with the store's PRAGMAs."""
+    await (await seed_sqlite(data, path)).aclose()
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=POOL, max_overflow=0)
 
     @sa.event.listens_for(engine.sync_engine, "connect")
     def pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -520,12 +557,11 @@ async def bench_sa_sqlite(data: Data, folder: Path) -> Result:
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
 
-    result = Result("sa-sqlite")
     try:
-        await sa_ops(result, data, engine, sa_texts(), conc=len(data.inboxes) // 4)
+        # Its concurrent run reads N/4 times: at ~400 reads/s it would take most of the minute.
+        yield sa_variant("sa-sqlite", engine, sa_texts(), 4)
     finally:
         await engine.dispose()
-    return result
 
 
 def pct(times: list[int], q: float) -> float:
@@ -533,12 +569,13 @@ def pct(times: list[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
 
 
-def report(results: list[Result], n: int) -> None:
+def report(results: list[Variant], n: int) -> None:
     ops = ["insert", "inbox", "claim", "conc", "inbox/autobegin"]
     width = 17
     print(
-        f"\nmedian / p99 in µs, N={n} per op (conc: {CONCURRENCY} coroutines, pool {POOL}; "
-        f"inbox/autobegin and sa-sqlite's conc: N/4)"
+        f"\nmedian / p99 in µs, N={n} per op, interleaved (conc: {CONCURRENCY} coroutines, "
+        f"pool {POOL}, N/2 reads; inbox/autobegin: N/4"
+        + (", sa-sqlite's conc: N/4)" if any(r.name == "sa-sqlite" for r in results) else ")")
     )
     print(f"{'op':<16}" + "".join(f"{r.name:>{width}}" for r in results))
     for op in ops:
@@ -589,24 +626,27 @@ def server(url: str | None, passfile: str | None) -> Iterator[tuple[str, str | N
         subprocess.run([*pg, "stop", folder], check=False)
 
 
-async def measure(data: Data, url: str, passfile: str | None) -> list[Result]:
+async def measure(data: Data, url: str, passfile: str | None, sa_sqlite: bool) -> list[Variant]:
     async with pg_conn(url, passfile) as conn:
         version = await conn.fetchval("SHOW server_version")
     print(f"PostgreSQL {version}, asyncpg {asyncpg.__version__}, SQLAlchemy {sa.__version__}")
-    results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        variants: list[Callable[[], Awaitable[Result]]] = [
-            lambda: bench_sqlite(data, Path(tmp)),
-            lambda: bench_asyncpg(data, url, passfile),
-            lambda: bench_sa("sa-text", data, url, passfile),
-            lambda: bench_sa("sa-core", data, url, passfile),
-            lambda: bench_sa_sqlite(data, Path(tmp)),
-        ]
-        for variant in variants:
+        async with AsyncExitStack() as stack:
             t = time.perf_counter()
-            results.append(await variant())
-            print(f"  {results[-1].name}: {time.perf_counter() - t:.1f} s")
-    return results
+            variants = [
+                await stack.enter_async_context(sqlite_variant(data, Path(tmp) / "store.db")),
+                await stack.enter_async_context(asyncpg_variant(data, url, passfile)),
+                await stack.enter_async_context(sa_pg_variant("sa-text", data, url, passfile)),
+                await stack.enter_async_context(sa_pg_variant("sa-core", data, url, passfile)),
+            ]
+            if sa_sqlite:
+                path = Path(tmp) / "sa.db"
+                variants.append(await stack.enter_async_context(sa_sqlite_variant(data, path)))
+            print(f"seeded {len(variants)} copies in {time.perf_counter() - t:.1f} s")
+            t = time.perf_counter()
+            await run(variants, data)
+            print(f"measured in {time.perf_counter() - t:.1f} s")
+    return variants
 
 
 def main() -> int:
@@ -614,13 +654,14 @@ def main() -> int:
     ap.add_argument("--url", default=os.environ.get("FLEETBOT_PG_URL"))
     ap.add_argument("--passfile", default=os.environ.get("PGPASSFILE"))
     ap.add_argument("-n", type=int, default=2000, help="operations of each kind")
+    ap.add_argument("--sa-sqlite", action="store_true", help="also SQLAlchemy over aiosqlite")
     args = ap.parse_args()
     data = make_data(args.n)
     if len(data.claims) < args.n:
         raise SystemExit(f"-n {args.n}: the seed has only {len(data.claims)} claimable issues")
     started = time.perf_counter()
     with server(args.url, args.passfile) as (url, passfile):
-        results = asyncio.run(measure(data, url, passfile))
+        results = asyncio.run(measure(data, url, passfile, args.sa_sqlite))
     report(results, args.n)
     digests = {r.name: r.digest for r in results}
     same = len(set(digests.values())) == 1

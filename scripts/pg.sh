@@ -64,11 +64,13 @@ as_owner() {
 
 ensure_user() {
     [ "$(id -u)" -eq 0 ] || return 0
-    if ! getent passwd "$PG_USER" > /dev/null; then
-        useradd --system --user-group --no-create-home --home-dir /nonexistent \
-            --shell /usr/sbin/nologin "$PG_USER" ||
-            die "could not create the system user $PG_USER (useradd failed; see above)."
-    fi
+    getent passwd "$PG_USER" > /dev/null && return 0
+    # Another start may create it at the same moment: only a user still missing is an error.
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin "$PG_USER" 2> /dev/null ||
+        getent passwd "$PG_USER" > /dev/null ||
+        die "could not create the system user $PG_USER with useradd (package passwd); create it" \
+            "yourself (useradd --system $PG_USER) or run as an unprivileged user."
 }
 
 # Hand a path we created to the cluster's owner.
@@ -156,8 +158,8 @@ start() {
     t1=$(micros)
 
     # A free port can be taken between asking and binding: try another one a few times.
-    local attempt port started=0
-    for attempt in 1 2 3 4 5; do
+    local port started=0
+    for _ in 1 2 3 4 5; do
         port=$(free_port)
         write_conf "$dir" "$port" "$durable"
         if as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start > /dev/null; then
