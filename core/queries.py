@@ -149,7 +149,7 @@ class FleetQueries:
     async def roi(self, company_id: str | None = None, at: float | None = None) -> list[Roi]:
         """Heartbeat ROI this month (core.reports.roi): every agent's calls, cost and issues
         closed, flagged agents first, each flag with a suggestion."""
-        month = await CostBook(self.db, self.clock).month(company_id, at)
+        month = await CostBook(self.db, self.clock).month(company_id, at, closed=True)
         agents = await self.agents(company_id)
         return fleet_roi(month, agents)
 

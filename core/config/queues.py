@@ -3,7 +3,7 @@ promotion and the spend-velocity breaker (core.queues). Imported by core.config.
 
 from __future__ import annotations
 
-import re
+import string
 
 from pydantic import Field, field_validator, model_validator
 
@@ -88,10 +88,20 @@ class RoutineConfig(_Model):
 
 
 def check_template(text: str) -> None:
-    """ValueError if `text` names a field in braces that a routine cannot fill."""
-    for name in re.findall(r"\{([^{}]*)\}", text):
-        if name not in TEMPLATE_FIELDS:
-            fields = " ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS)
+    """ValueError if `text` could not be filled when the routine comes due: a field in braces
+    a routine cannot fill, a format spec or conversion, or a lone brace (checked with the
+    very parser that fills it, so what passes here always files)."""
+    fields = " ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS)
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError:
+        raise ValueError(
+            f"a lone {{ or }} in {text!r}: write {{{{ or }}}} for a brace, or a field: {fields}"
+        ) from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or spec or conversion:
             raise ValueError(f"{{{name}}} is not a template field; use {fields}")
 
 

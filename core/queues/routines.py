@@ -232,10 +232,14 @@ class RoutineBook:
         for routine in await store.due(self.db.reader, now):
             try:
                 out.append(await self._came_due(routine, resolve, now))
-            except Exception:
+            except Exception as exc:
+                # Retried next minute; meanwhile `late` says so, which raises routine_missed:
+                # a routine that cannot file must not fail silently.
                 log.exception(
                     "routine %s (%s) failed; retried next minute", routine.ref, routine.name
                 )
+                async with self.db.write() as conn:
+                    await store.set_late(conn, routine.id, f"cannot file: {exc}"[:300])
         return out
 
     async def _came_due(self, routine: Routine, resolve: Resolver, now: float) -> Fired:

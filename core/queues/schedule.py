@@ -65,11 +65,23 @@ class Schedule:
         raise ValueError(f"{self.text!r} never comes due again")
 
     def due_in(self, first: float, until: float, anchor: float) -> int:
-        """How many due times fall in [first, until], `first` being one of them."""
-        n, at = 0, first
-        while at <= until and n < MAX_DUE_COUNT:
-            n += 1
-            at = self.next_after(at, anchor)
+        """How many due times fall in [first, until], `first` being one of them. One pass of
+        one cron iterator (not next_after per due time): after a month down, a minutely
+        routine is counted in milliseconds, not by blocking the loop for a second."""
+        if first > until:
+            return 0
+        if self.every is not None:
+            return min(MAX_DUE_COUNT, int((until - first) // self.every) + 1)
+        assert self.cron is not None
+        n, last = 1, first
+        start = datetime.fromtimestamp(first, UTC).astimezone(zone(self.timezone))
+        for found in CronSim(self.cron, start):
+            t = found.timestamp()
+            if t <= last:  # the repeated hour's first pass, as in next_after
+                continue
+            if t > until or n >= MAX_DUE_COUNT:
+                break
+            n, last = n + 1, t
         return n
 
 

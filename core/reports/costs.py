@@ -84,8 +84,12 @@ class CostBook:
         self.db = db
         self.clock = clock
 
-    async def month(self, company_id: str | None = None, at: float | None = None) -> MonthCosts:
-        """The calendar month (UTC) around `at` (default now), optionally one company's."""
+    async def month(
+        self, company_id: str | None = None, at: float | None = None, *, closed: bool = False
+    ) -> MonthCosts:
+        """The calendar month (UTC) around `at` (default now), optionally one company's;
+        with `closed`, the issues each agent closed too (the ROI's; the monitors, which read
+        the month every pass, do without)."""
         start = month_start(self.clock.now() if at is None else at)
         end = _next_month(start)
         agents: dict[str, Usage] = {}
@@ -118,7 +122,5 @@ class CostBook:
             cid = company_of[agent_id]
             companies[cid] = companies.get(cid, Usage()) + usage
             total = total + usage
-        closed = await totals.closed_by_agent(reader, start, end, company_id)
-        return MonthCosts(
-            utc(start).strftime("%Y-%m"), agents, companies, total, closed, start, end
-        )
+        done = await totals.closed_by_agent(reader, start, end, company_id) if closed else {}
+        return MonthCosts(utc(start).strftime("%Y-%m"), agents, companies, total, done, start, end)

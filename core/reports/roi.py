@@ -9,8 +9,8 @@ flagged only on evidence, each flag with one concrete change:
   logs; otherwise → pause it until it has work it can finish;
 - it needs CHURN or more calls per issue closed: each beat on an open issue wakes the model
   again, so → a longer heartbeat interval (twice today's);
-- it pays EXPENSIVE× or more the company's median per issue closed (and at least $1 this
-  month): → a cheaper model, naming the one the company's cheapest closer uses.
+- it pays EXPENSIVE× or more the median per issue closed of the company's other agents (and
+  at least $1 this month): → a cheaper model, naming the one the company's cheapest closer uses.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from core.reports.costs import MonthCosts, Usage
 
 MIN_CALLS = 3  # fewer calls than this is too little to judge an agent by
 CHURN = 4.0  # calls per issue closed
-EXPENSIVE = 3.0  # × the company's median cost per issue closed
+EXPENSIVE = 3.0  # × the other agents' median cost per issue closed
 EXPENSIVE_FLOOR = 1.0  # dollars this month: below it, a ratio is noise
 
 
@@ -110,8 +110,10 @@ def _flags(
             )
         )
     mine = usage.cost / closed
-    others = [per for _, per in closers]
-    if len(others) >= 2 and usage.cost >= EXPENSIVE_FLOOR:
+    # The company's median without the agent itself: with two closers, a median that
+    # included it could never be a third of its own cost.
+    others = [per for a, per in closers if a.id != agent.id]
+    if others and usage.cost >= EXPENSIVE_FLOOR:
         typical = median(others)
         if typical > 0 and mine >= EXPENSIVE * typical:
             cheapest, low = min(closers, key=lambda x: (x[1], x[0].id))
@@ -121,8 +123,8 @@ def _flags(
                 change = f"its model {agent.model} costs more than its work needs"
             out.append(
                 Flag(
-                    f"${mine:,.2f} per issue closed, {mine / typical:.0f}× the company's "
-                    f"median ${typical:,.2f}",
+                    f"${mine:,.2f} per issue closed, {mine / typical:.0f}× the median of "
+                    f"the company's other agents (${typical:,.2f})",
                     f"a cheaper model: {change}",
                 )
             )

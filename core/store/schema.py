@@ -389,6 +389,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX issues_inbox ON issues(assignee_id, status, priority, created_at);
     CREATE INDEX issues_company_status ON issues(company_id, status, priority, created_at);
     CREATE INDEX issues_routine ON issues(routine_id) WHERE routine_id IS NOT NULL;
+    -- What the feeder and the monitors ask every minute (core.queues.planner): the backlog
+    -- per company, and what one filer (the planner) filed last; the ROI's issues closed.
+    CREATE INDEX issues_backlog ON issues(company_id) WHERE status = 'backlog';
+    CREATE INDEX issues_filer ON issues(company_id, created_by, created_at);
+    CREATE INDEX issues_done ON issues(updated_at) WHERE status = 'done';
     CREATE TABLE routines (
         id INTEGER PRIMARY KEY,
         company_id TEXT NOT NULL REFERENCES companies(id),

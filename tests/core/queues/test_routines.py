@@ -193,6 +193,22 @@ async def test_a_routine_added_in_the_repeated_hour_is_not_due_at_once(tmp_path:
         assert await _instances(s) == []
 
 
+async def test_a_routine_that_cannot_file_says_so(stack: Stack) -> None:
+    # A title stored before templates were checked as strictly (or edited by hand): its due
+    # time fails to file. It must raise routine_missed, not fail silently every minute.
+    s = stack
+    await s.service.add_routine(
+        name="deploy", schedule="every 1h", title="Deploy", assignee="ali-ceo", actor="al"
+    )
+    async with s.db.write() as conn:
+        await conn.execute("UPDATE routines SET title = 'Fix } now'")
+    s.clock.advance(3600)
+    assert await s.service.run_routines() == []
+    [routine] = await s.service.routines()
+    assert routine.late.startswith("cannot file: Single '}' encountered")
+    assert await s.service.issues() == []
+
+
 async def test_pause_resume_run_now_remove_through_the_facade(stack: Stack) -> None:
     s = stack
     r = await s.service.add_routine(
@@ -241,6 +257,12 @@ async def test_pause_resume_run_now_remove_through_the_facade(stack: Stack) -> N
         ({"name": "Two Words"}, InvalidInput, "1–32 lowercase letters, digits, _ or -"),
         ({"title": "  "}, InvalidInput, "needs a title"),
         ({"title": "On {day}"}, InvalidInput, "{day} is not a template field; use {date}"),
+        # What str.format would refuse when the routine comes due is refused now, not then.
+        ({"title": "Fix } now"}, InvalidInput, "a lone { or } in 'Fix } now': write {{ or }}"),
+        ({"title": "Deploy {date"}, InvalidInput, "a lone { or }"),
+        ({"body": "{date!r}"}, InvalidInput, "{date} is not a template field"),
+        ({"title": "{date:>20}"}, InvalidInput, "{date} is not a template field"),
+        ({"title": "{date.year}"}, InvalidInput, "{date.year} is not a template field"),
         ({"name": "standup"}, Conflict, "aliens already has a routine 'standup'"),
     ],
 )

@@ -62,8 +62,10 @@ async def test_roi_counts_and_flags_with_suggestions(tmp_path: Path, clock: Manu
         assert churn.problem == "4 LLM calls per issue closed"
         assert churn.suggestion.startswith("a longer heartbeat interval: `heartbeat: 8h`")
         assert "(now 4h)" in churn.suggestion
-        # The company's median per issue closed is $0.15 (0.10, 0.15, 2.00): 13× that.
-        assert pricey.problem == "$2.00 per issue closed, 13× the company's median $0.15"
+        # The other closers' median per issue closed is $0.125 (0.10, 0.15): 16× that.
+        assert pricey.problem == (
+            "$2.00 per issue closed, 16× the median of the company's other agents ($0.12)"
+        )
         assert pricey.suggestion == (
             "a cheaper model: ali-ceo closes issues for $0.10 each on cheap-model"
         )
