@@ -15,12 +15,14 @@ from core import (
     DURATION_USAGE,
     OPEN_ISSUE_STATUSES,
     PRIORITY_USAGE,
+    SCHEDULE_USAGE,
     TERMINAL_ISSUE_STATUSES,
     FleetbotError,
     IssueStatus,
     Priority,
     parse_duration,
     parse_priority,
+    parse_schedule,
 )
 
 # A /command as Telegram marks it: the name and, in groups, @botname.
@@ -202,7 +204,20 @@ def parse_routine(rest: str) -> RoutineArgs:
         raise UsageError("write the title after a |, e.g. | Weekly review {date}")
     if len(title) > MAX_TITLE:
         raise UsageError(f"keep the title under {MAX_TITLE} characters (it has {len(title)})")
-    return RoutineArgs(name, assignee, " ".join(sched), title, body.strip(), priority, timezone)
+    schedule = " ".join(sched)
+    # The core checks both again when it adds the routine; checked here first so that a
+    # wrong schedule is answered with the forms there are.
+    try:
+        parse_schedule(schedule)
+    except ValueError as exc:
+        forms = "" if SCHEDULE_USAGE in str(exc) else f" (schedules: {SCHEDULE_USAGE})"
+        raise UsageError(f"{exc}{forms}") from None
+    if timezone is not None:
+        try:
+            parse_schedule(schedule, timezone)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return RoutineArgs(name, assignee, schedule, title, body.strip(), priority, timezone)
 
 
 def parse_duration_word(text: str) -> float:

@@ -1,4 +1,5 @@
-"""The "are you sure?" of bulk actions, kept by the bot process, not in the button.
+"""The "are you sure?" of bulk and irreversible actions, kept by the bot process, not in the
+button.
 
 Asking records who asked, for what action, in which chat, until when; the button carries only
 the record's random id. Callback data comes from the client and a modified one can send any
@@ -23,10 +24,12 @@ class Pending:
     """One confirmation waiting for its tap."""
 
     id: str
-    action: str  # "reset_all" or "rotate_all"
+    action: str  # "reset_all", "rotate_all" or "remove_routine"
     user_id: int  # who asked
     chat_id: int  # where the prompt was shown, and the only chat its tap counts from
     expires_at: float
+    subject: str = ""  # what the action acts on, if one thing: a routine's ref
+    scope: str = ""  # the list the prompt sits in (a company id, or "*"), to redraw it
 
 
 class Confirmations:
@@ -39,9 +42,26 @@ class Confirmations:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def ask(self, action: str, user_id: int, chat_id: int, now: float) -> Pending:
+    def ask(
+        self,
+        action: str,
+        user_id: int,
+        chat_id: int,
+        now: float,
+        *,
+        subject: str = "",
+        scope: str = "",
+    ) -> Pending:
         self.prune(now)
-        entry = Pending(secrets.token_urlsafe(ID_BYTES), action, user_id, chat_id, now + self.ttl)
+        entry = Pending(
+            secrets.token_urlsafe(ID_BYTES),
+            action,
+            user_id,
+            chat_id,
+            now + self.ttl,
+            subject,
+            scope,
+        )
         self._pending[entry.id] = entry
         return entry
 

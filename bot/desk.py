@@ -18,7 +18,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from bot.confirmations import Confirmations
+from bot.confirmations import Confirmations, Pending
 from bot.redaction import scrub
 from bot.roles import Access, Role
 from bot.views import keyboards
@@ -37,7 +37,8 @@ class Desk:
     access: Access
     # Seconds a guided /issue form waits for the next answer before it gives up.
     form_timeout: float = 600.0
-    # The "are you sure?" prompts of bulk actions waiting for their tap (bot.confirmations).
+    # The "are you sure?" prompts of bulk actions and routine removals waiting for their tap
+    # (bot.confirmations).
     confirmations: Confirmations = field(default_factory=Confirmations)
     # Team chats that became supergroups: new chat id -> the id the config still names.
     migrated: dict[str, str] = field(default_factory=dict)
@@ -170,11 +171,16 @@ class Call:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def confirm(self, action: str, *, subject: str = "", scope: str = "") -> Pending:
+        """Ask to confirm `action` (on `subject`), as this person in this chat."""
+        return self.desk.confirmations.ask(
+            action, self.user_id, self.chat_id or 0, self.now, subject=subject, scope=scope
+        )
+
     def confirm_keyboard(self, action: str, yes: str) -> InlineKeyboardMarkup:
         """A "yes" and a "cancel" for a bulk action, asked by this person in this chat; the
         buttons carry only the id of the confirmation the desk keeps (bot.confirmations)."""
-        pending = self.desk.confirmations.ask(action, self.user_id, self.chat_id or 0, self.now)
-        return keyboards.confirm_keyboard(pending.id, yes)
+        return keyboards.confirm_keyboard(self.confirm(action).id, yes)
 
     async def reply(
         self, text: str, keyboard: InlineKeyboardMarkup | None = None

@@ -74,8 +74,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("promote", "/promote ISSUE", "Move a backlog issue to todo now", Role.OPERATOR),
     Command(
         "routines",
-        "/routines [company] · add NAME ASSIGNEE [!prio] SCHEDULE [tz ZONE] | TITLE [| BODY] "
-        "· pause|resume|run|remove REF",
+        "/routines [company] · add NAME ASSIGNEE [!high|!low|…] SCHEDULE [tz ZONE] | TITLE "
+        "[| BODY] · pause|resume|run|remove REF",
         "Recurring issues on a schedule, with buttons",
         Role.VIEWER,
     ),
@@ -125,7 +125,6 @@ _BUTTON_NEEDS: dict[tuple[str, ...], Role] = {
     ("r", "resume"): Role.OPERATOR,
     ("r", "run"): Role.OPERATOR,
     ("r", "remove"): Role.OPERATOR,
-    ("r", "drop"): Role.OPERATOR,
     ("a", "show"): Role.VIEWER,
     ("a", "ack"): Role.OPERATOR,
     ("a", "mute"): Role.OPERATOR,
@@ -136,6 +135,7 @@ _BUTTON_NEEDS: dict[tuple[str, ...], Role] = {
     ("c",): Role.OPERATOR,
     ("c", "reset_all"): Role.OPERATOR,
     ("c", "rotate_all"): Role.OWNER,
+    ("c", "remove_routine"): Role.OPERATOR,
     ("f",): Role.OPERATOR,
     # Answering needs the operator at least; an approval may need the owner, which the
     # question handler looks up on the question itself (answer_need).

@@ -126,6 +126,7 @@ if TYPE_CHECKING:
     )
     from core.queues.schedule import (
         USAGE as SCHEDULE_USAGE,
+        parse_schedule as parse_schedule,
     )
     from core.reports.activity import (
         CompanyActivity as CompanyActivity,
@@ -162,6 +163,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "PRIORITY_USAGE": ("core.queues.facade", "PRIORITY_USAGE"),
     "parse_priority": ("core.queues.facade", "parse_priority"),
     "SCHEDULE_USAGE": ("core.queues.schedule", "USAGE"),
+    "parse_schedule": ("core.queues.schedule", "parse_schedule"),
     "Roi": ("core.reports.roi", "Roi"),
     "Question": ("core.models", "Question"),
     "QuestionKind": ("core.models", "QuestionKind"),
@@ -312,6 +314,7 @@ __all__ = [
     "parse_config",
     "parse_duration",
     "parse_priority",
+    "parse_schedule",
     "record_self_test",
     "resolve_paths",
     "rotate_agent",

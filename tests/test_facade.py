@@ -91,6 +91,7 @@ PUBLIC = {
     "parse_config",
     "parse_duration",
     "parse_priority",
+    "parse_schedule",
     "record_self_test",
     "resolve_paths",
     "rotate_agent",

@@ -1,4 +1,5 @@
-"""The taps on "are you sure?" buttons of bulk actions: `/reset all` and `/rotate all`.
+"""The taps on "are you sure?" buttons: `/reset all`, `/rotate all`, and removing a routine
+from the /routines list.
 
 The button carries only the id of a confirmation the desk keeps (bot.confirmations): a tap acts
 once, from the chat it was asked in, before it expires, and only for someone with the role its
@@ -11,6 +12,7 @@ from __future__ import annotations
 from bot.desk import Call, edit_html
 from bot.handlers.agents import broken_agents, reset_many
 from bot.handlers.auth import rotate_all_and_recover
+from bot.handlers.queues import REMOVE_ROUTINE, on_remove_confirmed
 from bot.roles import Role, button_need
 from bot.views.keyboards import Kind, Press, StaleButton as Stale
 
@@ -30,6 +32,8 @@ async def on_confirm(call: Call, press: Press) -> str:
     if entry is None:
         raise Stale(GONE)
     call.note(f"{entry.action} asked by tg:{entry.user_id}")
+    if entry.action == REMOVE_ROUTINE:  # its prompt sits in the list, which it redraws
+        return await on_remove_confirmed(call, entry, press.verb == "yes")
     if press.verb == "no":
         await edit_html(call.update, "Cancelled; nothing was changed.")
         return "Cancelled"

@@ -180,10 +180,20 @@ async def promote_from_list(call: Call, issue: Issue, scope: str) -> str:
         issue = await promote(call, issue)
         answer = f"⬆️ {issue.id} is in {issue.assignee_id}'s inbox now."
     finally:
-        text, keyboard = await backlog_view(call, None if scope == "*" else scope)
+        text, keyboard = await backlog_view(call, list_scope(call, scope))
         await edit_html(call.update, text, keyboard)
     call.note(answer)
     return answer
+
+
+def list_scope(call: Call, arg: str) -> str | None:
+    """The company a list button's arg names (keyboards.scoped), or None for all (`*`)."""
+    if arg in ("", "*"):
+        return None
+    for c in call.desk.config.companies:
+        if keyboards.arg_names(arg, c.id):
+            return c.id
+    raise Stale("That list's company is no longer in the config. Send the command again.")
 
 
 BACKLOG_LIMIT = 30

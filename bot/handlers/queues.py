@@ -12,14 +12,26 @@ from telegram import InlineKeyboardMarkup
 
 from bot import args
 from bot.access import guarded, refusal
+from bot.confirmations import Pending
 from bot.desk import Call, edit_html
-from bot.handlers.issues import backlog_view, promote as promote_issue
+from bot.handlers.issues import backlog_view, list_scope, promote as promote_issue
 from bot.roles import Role
 from bot.views import cards, keyboards, render, routines as view
 from bot.views.keyboards import Press, StaleButton as Stale
-from core import SCHEDULE_USAGE, FleetbotError, IssueStatus, Routine
+from core import (
+    AgentNotFound,
+    CompanyNotFound,
+    FleetbotError,
+    InvalidInput,
+    IssueStatus,
+    Routine,
+)
 
 _VERBS = ("add", "pause", "resume", "run", "remove")
+# Routines one list shows: three buttons each stay under Telegram's 100 per keyboard, and the
+# lines under one message's 4096 characters, which an edit after a press must fit in.
+ROUTINES_LIMIT = 12
+REMOVE_ROUTINE = "remove_routine"  # the confirmation's action (bot.handlers.confirm)
 
 
 async def _may_write(call: Call, what: str) -> bool:
@@ -31,13 +43,15 @@ async def _may_write(call: Call, what: str) -> bool:
 
 
 async def routines_view(
-    call: Call, company: str | None, removing: int | None = None
+    call: Call, company: str | None, removing: tuple[str, str] | None = None
 ) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The list (the first ROUTINES_LIMIT, so it fits one message and one keyboard)."""
     found = await call.service.routines(company)
+    shown = found[:ROUTINES_LIMIT]
     keyboard = keyboards.routines_keyboard(
-        found, company or "*", can_act=call.role >= Role.OPERATOR, removing=removing
+        shown, company or "*", can_act=call.role >= Role.OPERATOR, removing=removing
     )
-    return view.routine_list(found, company), keyboard
+    return view.routine_list(shown, company, more=len(found) - len(shown)), keyboard
 
 
 @guarded("routines")
@@ -101,36 +115,53 @@ async def _add(call: Call, rest: str) -> None:
             company=scope,
             actor=call.actor,
         )
-    except FleetbotError as exc:
-        if "schedule" in exc.message.lower():
-            raise args.UsageError(f"{exc.message} (schedules: {SCHEDULE_USAGE})") from None
-        raise
+    except (InvalidInput, AgentNotFound, CompanyNotFound) as exc:  # the arguments were wrong
+        raise args.UsageError(exc.message) from None
     call.note(f"added {r.ref} {r.name}")
     text, keyboard = await routines_view(call, r.company_id)
     await call.reply(f"🔁 Added <b>{r.ref}</b> {render.esc(r.name)}.\n\n{text}", keyboard)
 
 
 async def on_routine(call: Call, press: Press) -> str:
-    """A press on the /routines list: act, then redraw the same list."""
-    scope = None if press.arg in ("", "*") else press.arg
+    """A press on the /routines list: act, then redraw the same list. Remove only asks: the
+    row turns into an "are you sure?" whose tap the desk keeps (bot.confirmations)."""
+    scope = list_scope(call, press.arg)
     removing = None
     answer = ""
     try:
-        if press.verb in ("pause", "resume", "drop"):
-            answer = await _act(call, "remove" if press.verb == "drop" else press.verb, press.ref)
+        if press.verb in ("pause", "resume"):
+            answer = await _act(call, press.verb, press.ref)
         elif press.verb == "run":
             issue = await call.service.run_routine(press.ref, call.actor)
             answer = f"⏩ Filed {issue.id} now."
         elif press.verb == "remove":
-            removing = (await _routine(call, press.ref)).id
-            answer = "Tap again to remove it for good."
+            r = await _routine(call, press.ref)
+            pending = call.confirm(
+                REMOVE_ROUTINE, subject=f"{r.name}@{r.company_id}", scope=scope or "*"
+            )
+            removing = (r.ref, pending.id)
+            answer = f"Tap “Yes, remove {r.ref}” to remove it for good."
         elif press.verb != "list":
             raise Stale("This button is from another fleetbot version. Send /routines again.")
     finally:
         text, keyboard = await routines_view(call, scope, removing)
         await edit_html(call.update, text, keyboard)
     call.note(answer or press.verb)
-    return answer.replace("<b>", "").replace("</b>", "")
+    return answer
+
+
+async def on_remove_confirmed(call: Call, entry: Pending, yes: bool) -> str:
+    """The tap on a routine's "are you sure?": remove it (or keep it), redraw the list."""
+    answer = "Kept; nothing was changed."
+    try:
+        if yes:
+            answer = await _act(call, "remove", entry.subject)
+    finally:
+        scope = None if entry.scope in ("", "*") else entry.scope
+        text, keyboard = await routines_view(call, scope)
+        await edit_html(call.update, text, keyboard)
+    call.note(answer)
+    return answer
 
 
 async def _routine(call: Call, ref: str) -> Routine:

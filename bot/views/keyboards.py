@@ -195,38 +195,51 @@ def confirm_keyboard(confirm_id: str, yes: str) -> InlineKeyboardMarkup:
     )
 
 
+def scoped(text: str, kind: Kind, ident: str, verb: str, scope: str) -> InlineKeyboardButton:
+    """A button on a list of one company (or `*`, all): the scope rides in the arg so a press
+    redraws the same list; a company id too long to fit rides as its digest (`arg_names`)."""
+    plain = _join(kind, ident, verb, scope)
+    arg = scope if len(plain.encode()) <= MAX_DATA_BYTES else _digest(scope)
+    return button(text, kind, ident, verb, arg)
+
+
 def backlog_keyboard(issues: list[Issue], scope: str) -> InlineKeyboardMarkup | None:
     """A Promote button per backlog issue shown, three to a row; `scope` (a company id or
     `*`) tells the press to redraw this list rather than open the issue's card."""
-    buttons = [button(f"⬆️ {i.id}", Kind.ISSUE, i.id, "promote", scope) for i in issues]
+    buttons = [scoped(f"⬆️ {i.id}", Kind.ISSUE, i.id, "promote", scope) for i in issues]
     return markup([buttons[k : k + 3] for k in range(0, len(buttons), 3)])
 
 
 def routines_keyboard(
-    routines: list[Routine], scope: str, *, can_act: bool, removing: int | None = None
+    routines: list[Routine],
+    scope: str,
+    *,
+    can_act: bool,
+    removing: tuple[str, str] | None = None,
 ) -> InlineKeyboardMarkup | None:
-    """Per routine: Pause or Resume, Run now, Remove (a second tap confirms). `scope` (a
-    company id, or `*`) rides along so the list redrawn after a press is the same list."""
+    """Per routine: Pause or Resume, Run now, Remove. `scope` (a company id, or `*`) rides
+    along so the list redrawn after a press is the same list. `removing` is (routine ref,
+    confirmation id): that routine's row becomes the "are you sure?" (bot.confirmations)."""
     rows: list[list[InlineKeyboardButton]] = []
     for r in routines if can_act else []:
         ref = r.ref
-        if removing == r.id:
+        if removing is not None and removing[0] == ref:
             rows.append(
                 [
-                    button(f"🗑 Yes, remove {ref}", Kind.ROUTINE, ref, "drop", scope),
-                    button("◀️ Keep it", Kind.ROUTINE, ref, "list", scope),
+                    button(f"🗑 Yes, remove {ref}", Kind.CONFIRM, removing[1], "yes"),
+                    button("◀️ Keep it", Kind.CONFIRM, removing[1], "no"),
                 ]
             )
             continue
         toggle = (
-            button(f"▶️ Resume {ref}", Kind.ROUTINE, ref, "resume", scope)
+            scoped(f"▶️ Resume {ref}", Kind.ROUTINE, ref, "resume", scope)
             if r.paused
-            else button(f"⏸ Pause {ref}", Kind.ROUTINE, ref, "pause", scope)
+            else scoped(f"⏸ Pause {ref}", Kind.ROUTINE, ref, "pause", scope)
         )
-        row = [toggle, button(f"⏩ Run {ref}", Kind.ROUTINE, ref, "run", scope)]
+        row = [toggle, scoped(f"⏩ Run {ref}", Kind.ROUTINE, ref, "run", scope)]
         if r.source == "chat":  # config routines are removed in the config
-            row.append(button(f"🗑 {ref}", Kind.ROUTINE, ref, "remove", scope))
+            row.append(scoped(f"🗑 {ref}", Kind.ROUTINE, ref, "remove", scope))
         rows.append(row)
     if routines:
-        rows.append([button("↻ Refresh", Kind.ROUTINE, routines[0].ref, "list", scope)])
+        rows.append([scoped("↻ Refresh", Kind.ROUTINE, routines[0].ref, "list", scope)])
     return markup(rows)

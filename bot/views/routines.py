@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from bot.views.html import esc
+from bot.views.html import clip, esc
 from bot.views.render import issue_line
 from core import Issue, Routine
 
@@ -19,12 +19,18 @@ def _local(ts: float, timezone: str) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone(zone).strftime("%a %d %b %H:%M")
 
 
-def routine_line(r: Routine) -> str:
-    state = "⏸ paused" if r.paused else f"next {_local(r.next_at, r.timezone)} {esc(r.timezone)}"
+def routine_line(r: Routine, *, company: bool = False) -> str:
+    """One routine in a few lines; `company` names its company (in a list of all of them)."""
+    state = (
+        f"⏸ paused · {esc(r.timezone)}"
+        if r.paused
+        else f"next {_local(r.next_at, r.timezone)} {esc(r.timezone)}"
+    )
     prio = f" · {r.priority.value}" if r.priority.value != "medium" else ""
+    where = f"@{esc(r.company_id)}" if company else ""
     lines = [
         f"{'⏸' if r.paused else '🔁'} <b>{esc(r.ref)}</b> {esc(r.name)} · "
-        f"<code>{esc(r.schedule)}</code> → {esc(r.assignee)}{prio}",
+        f"<code>{esc(r.schedule)}</code> → {esc(r.assignee)}{where}{prio}",
         f"    {state}" + (f" · last {esc(r.last_issue)}" if r.last_issue else ""),
     ]
     counts = []
@@ -37,11 +43,12 @@ def routine_line(r: Routine) -> str:
     if counts:
         lines.append("    " + " · ".join(counts))
     if r.late and not r.paused:
-        lines.append(f"    ⚠️ {esc(r.late)}")
+        lines.append(f"    ⚠️ {esc(clip(r.late, 160))}")
     return "\n".join(lines)
 
 
-def routine_list(routines: Sequence[Routine], scope: str | None) -> str:
+def routine_list(routines: Sequence[Routine], scope: str | None, more: int = 0) -> str:
+    """The /routines list; `more` routines were left off (the list names how to narrow it)."""
     where = f" in {esc(scope)}" if scope else ""
     lines = [f"<b>Routines</b>{where}"]
     if not routines:
@@ -49,7 +56,9 @@ def routine_list(routines: Sequence[Routine], scope: str | None) -> str:
             "None yet. Add one: <code>/routines add standup ceo weekdays 09:00 | "
             "Standup {date}</code>, or under companies[].routines in the config."
         )
-    lines.extend(routine_line(r) for r in routines)
+    lines.extend(routine_line(r, company=scope is None) for r in routines)
+    if more:
+        lines.append(f"… and {more} more: /routines COMPANY shows one company's.")
     return "\n".join(lines)
 
 

@@ -394,8 +394,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX issues_backlog ON issues(company_id) WHERE status = 'backlog';
     CREATE INDEX issues_filer ON issues(company_id, created_by, created_at);
     CREATE INDEX issues_done ON issues(updated_at) WHERE status = 'done';
+    -- AUTOINCREMENT: a removed routine's id (R5) is never reused, so an old button or audit
+    -- row never comes to mean another routine.
     CREATE TABLE routines (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         company_id TEXT NOT NULL REFERENCES companies(id),
         name TEXT NOT NULL,
         assignee TEXT NOT NULL,

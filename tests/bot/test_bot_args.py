@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 from bot import args
 from bot.args import UsageError
 from core.durations import format_duration
-from core.models import OPEN_ISSUE_STATUSES, IssueStatus
+from core.models import OPEN_ISSUE_STATUSES, IssueStatus, Priority
 
 WORD = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="|"), min_size=1
@@ -48,8 +48,56 @@ def test_parse_issue_examples() -> None:
             args.parse_issue(bad)
 
 
+def test_issue_flags() -> None:
+    assert args.parse_issue("cto !high !backlog Fix it | b") == args.IssueArgs(
+        "cto", "Fix it", "b", Priority.HIGH, True
+    )
+    assert args.parse_issue("cto !backlog !c Fix !now") == args.IssueArgs(
+        "cto", "Fix !now", "", Priority.CRITICAL, True
+    )
+    assert args.parse_issue("cto ! Fix") == args.IssueArgs("cto", "! Fix")
+    for bad, problem in [
+        ("cto !urgent Fix", "'!urgent' is not a flag: use !backlog or a priority"),
+        ("cto !low !high Fix", "give one priority"),
+        ("cto !low !backlog", "needs a title"),
+    ]:
+        with pytest.raises(UsageError, match=problem):
+            args.parse_issue(bad)
+
+
+def test_parse_routine_examples() -> None:
+    assert args.parse_routine(
+        "standup ceo@aliens !high weekdays 09:00 tz Europe/Berlin | Standup {date} | notes"
+    ) == args.RoutineArgs(
+        "standup",
+        "ceo@aliens",
+        "weekdays 09:00",
+        "Standup {date}",
+        "notes",
+        Priority.HIGH,
+        "Europe/Berlin",
+    )
+    assert args.parse_routine("r cto cron 0 9 * * 1-5 | T") == args.RoutineArgs(
+        "r", "cto", "cron 0 9 * * 1-5", "T"
+    )
+    for bad, problem in [
+        ("standup", "name the routine and its assignee"),
+        ("standup ceo | T", "needs a schedule"),
+        ("standup ceo tz UTC | T", "needs a schedule"),
+        ("standup ceo daily 09:00", "write the title after a |"),
+        ("standup ceo !backlog daily 09:00 | T", "!backlog does not apply"),
+        ("standup ceo daily 25:00 | T", r"not a time of day.*\(schedules: every 4h"),
+        ("standup ceo hourly | T", "is not a schedule; write one of: every 4h"),
+        ("standup ceo daily 09:00 tz Mars/Base | T", "'Mars/Base' is not a time zone"),
+        ("standup ceo daily 09:00 | " + "x" * 201, "under 200"),
+    ]:
+        with pytest.raises(UsageError, match=problem):
+            args.parse_routine(bad)
+
+
 @given(WORD, st.lists(WORD, min_size=1, max_size=8), st.text())
 def test_parse_issue_splits_any_words(assignee: str, title: list[str], body: str) -> None:
+    assume(not title[0].startswith("!"))  # a leading `!word` is a flag (test_issue_flags)
     text = f"{assignee} {' '.join(title)}"
     if "|" in body or body.strip():
         text += f" | {body}"
@@ -68,6 +116,7 @@ def test_parse_issue_splits_any_words(assignee: str, title: list[str], body: str
 def test_parsers_raise_only_usage_errors(text: str) -> None:
     for parse in (
         args.parse_issue,
+        args.parse_routine,
         args.parse_mute,
         args.parse_issue_query,
         lambda t: args.one_word(t, "agent"),

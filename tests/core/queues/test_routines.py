@@ -303,3 +303,18 @@ async def test_config_routines_are_synced_and_not_removable_from_chat(
     third = queue_config(tmp_path)
     async with open_stack(tmp_path, clock, config=third) as s:
         assert [(r.name, r.source) for r in await s.service.routines()] == [("adhoc", "chat")]
+
+
+async def test_a_removed_routines_ref_is_never_reused(stack: Stack) -> None:
+    s = stack
+    for name in ("one", "two"):
+        await s.service.add_routine(
+            name=name, schedule="daily 09:00", title="T", assignee="ali-ceo", actor="al"
+        )
+    await s.service.remove_routine("R2", "al")
+    again = await s.service.add_routine(
+        name="three", schedule="daily 09:00", title="T", assignee="ali-ceo", actor="al"
+    )
+    assert again.ref == "R3"
+    with pytest.raises(RoutineNotFound):
+        await s.service.routine("R2")
