@@ -17,7 +17,9 @@ async def count(
 ) -> None:
     await conn.execute(
         "INSERT INTO heartbeats (agent_id, day, outcome, count) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (agent_id, day, outcome) DO UPDATE SET count = count + excluded.count",
+        # The target table named: PostgreSQL calls a bare `count` here ambiguous (issue 14).
+        "ON CONFLICT (agent_id, day, outcome) "
+        "DO UPDATE SET count = heartbeats.count + excluded.count",
         (agent_id, day_key(now), outcome, n),
     )
 
@@ -34,8 +36,8 @@ async def note_queue(
     else:
         await conn.execute(
             "INSERT INTO queue_watch (company_id, empty_beats, empty_since) VALUES (?, 1, ?) "
-            "ON CONFLICT (company_id) DO UPDATE SET empty_beats = empty_beats + 1, "
-            "empty_since = COALESCE(empty_since, excluded.empty_since)",
+            "ON CONFLICT (company_id) DO UPDATE SET empty_beats = queue_watch.empty_beats + 1, "
+            "empty_since = COALESCE(queue_watch.empty_since, excluded.empty_since)",
             (company_id, now),
         )
 
