@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import random
 import statistics
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from core.auth.agent_auth import AgentAuth, KeyRingFile
+from core.auth.keyring import KeyRing
+from core.clock import Clock
 from core.config import Config, SimulatedRuntime, parse_config
+from core.events import EventBus
 from core.models import Agent
 from core.runtimes.base import RunReporter, Runtime
 from core.runtimes.simulated import SimulatedAgentRuntime
+from core.service import FleetService
+from core.store.db import Database
 
 DESIGN_FLEET: dict[str, tuple[str, str, list[str]]] = {
     # company id: (name, issue prefix, roles)
@@ -155,3 +163,30 @@ def time_of_day(rng: random.Random) -> float:
     if rng.random() < 0.85:
         return rng.uniform(8 * 3600.0, 18 * 3600.0)
     return rng.uniform(0, 86400.0)
+
+
+@asynccontextmanager
+async def open_core(
+    config: Config, clock: Clock, events: EventBus | None = None
+) -> AsyncIterator[tuple[Database, AgentAuth, FleetService]]:
+    """The real core of a simulation: a new key ring, the store, the service with the config's
+    fleet synced, and every agent's token file written."""
+    KeyRing.create(config.auth.keyring, clock.now())
+    async with Database(config.storage.path) as db:
+        auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
+        service = FleetService(db, config, clock, events or EventBus(), token_check=auth.check_file)
+        await service.sync_config()
+        for agent in await service.agents():
+            auth.issue(agent, fsync=False)  # heartbeats verify these files every time
+        yield db, auth, service
+
+
+def report(checks: Sequence[tuple[str, bool]]) -> int:
+    """Print each target as [ok] or [MISSED]; the exit code: 1 if any was missed."""
+    for label, ok in checks:
+        print(f"  [{verdict(ok)}] {label}")
+    missed = [label for label, ok in checks if not ok]
+    if missed:
+        print(f"missed {len(missed)} target(s)", file=sys.stderr)
+        return 1
+    return 0

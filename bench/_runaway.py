@@ -15,6 +15,7 @@ from _fleet import (
     DESIGN_FLEET,
     WEEKEND,
     design_config,
+    open_core,
     poisson,
     time_of_day,
 )
@@ -22,8 +23,6 @@ from _fleet import (
 from core.alerting.book import AlertBook
 from core.alerting.outbox import Outbox
 from core.alerting.watchdog import Monitors
-from core.auth.agent_auth import AgentAuth, KeyRingFile
-from core.auth.keyring import KeyRing
 from core.clock import ManualClock, utc
 from core.config.queues import SpendVelocity
 from core.engine.recovery import Recovery
@@ -35,7 +34,6 @@ from core.reports.costs import CostBook
 from core.runtimes.base import Dispatch, DispatchResult, Runtime
 from core.service import FleetService
 from core.store import velocity as velocity_store
-from core.store.db import Database
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -151,14 +149,8 @@ async def simulate_breaker(root: Path, *, seed: int) -> Breaker:
     queue = [f for f in breaker_filings(rng, start) if f[0] < end]
     queue.append((out.loop_start, RUNAWAY, f"{LOOP_TITLE} (1)"))
     queue.sort()
-    KeyRing.create(config.auth.keyring, start)
-    async with Database(config.storage.path) as db:
-        auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
-        events = EventBus()
-        service = FleetService(db, config, clock, events, token_check=auth.check_file)
-        await service.sync_config()
-        for agent in await service.agents():
-            auth.issue(agent, fsync=False)
+    events = EventBus()
+    async with open_core(config, clock, events) as (db, auth, service):
         runtimes: dict[str, SpendingAgent] = {}
         loops = 1
 

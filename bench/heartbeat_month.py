@@ -18,22 +18,16 @@ import asyncio
 import logging
 import math
 import random
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _fleet import DESIGN_FLEET, SimulatedPool, design_config, verdict
+from _fleet import DESIGN_FLEET, SimulatedPool, design_config, open_core, report
 
-from core.auth.agent_auth import AgentAuth, KeyRingFile
-from core.auth.keyring import KeyRing
 from core.clock import ManualClock
 from core.engine.scheduler import Scheduler
-from core.events import EventBus
 from core.reports.board import fleet_board
-from core.service import FleetService
-from core.store.db import Database
 
 DAYS = 30
 BASELINE = 12 * 6 * DAYS  # the field notes' 2,160: every heartbeat wakes a model
@@ -67,13 +61,7 @@ async def simulate(root: Path, *, seed: int, issues: int, failure_rate: float) -
     start = clock.now()
     end = start + DAYS * 86400
     config = design_config(root, failure_rate=failure_rate, seed=seed)
-    KeyRing.create(config.auth.keyring, start)
-    async with Database(config.storage.path) as db:
-        auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
-        service = FleetService(db, config, clock, EventBus(), token_check=auth.check_file)
-        await service.sync_config()
-        for agent in await service.agents():
-            auth.issue(agent, fsync=False)  # heartbeats verify these files every time
+    async with open_core(config, clock) as (db, auth, service):
         pool = SimulatedPool(service)
         scheduler = Scheduler(service, pool, clock, auth=auth, api_url="http://127.0.0.1:9")
         filings = sorted(rng.uniform(start, end) for _ in range(issues))
@@ -186,13 +174,7 @@ async def main(argv: list[str] | None = None) -> int:
         (f"wall < {MAX_WALL:g} s ({m.wall:.2f} s)", m.wall < MAX_WALL),
         ("board agrees with the runs table", m.board_calls == m.calls and m.board_saved == m.saved),
     ]
-    for label, ok in checks:
-        print(f"  [{verdict(ok)}] {label}")
-    missed = [label for label, ok in checks if not ok]
-    if missed:
-        print(f"missed {len(missed)} target(s)", file=sys.stderr)
-        return 1
-    return 0
+    return report(checks)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ import asyncio
 import logging
 import math
 import random
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -51,17 +50,16 @@ from _fleet import (
     WEEKEND,
     SimulatedPool,
     design_config,
+    open_core,
     poisson,
+    report,
     time_of_day,
-    verdict,
 )
 from _runaway import BASELINE_DAYS, BUSY, LOOP_SPEND, NOISY, RUNAWAY, simulate_breaker
 
 from core.alerting.book import AlertBook
 from core.alerting.outbox import Outbox
 from core.alerting.watchdog import Monitors
-from core.auth.agent_auth import AgentAuth, KeyRingFile
-from core.auth.keyring import KeyRing
 from core.clock import ManualClock, utc
 from core.config import Config
 from core.config.queues import PlannerConfig, SpendVelocity
@@ -342,16 +340,10 @@ async def simulate_month(
     start = clock.now()
     end = start + days * DAY
     config = configure(design_config(root, failure_rate=failure, seed=seed), policy)
-    KeyRing.create(config.auth.keyring, start)
     queue = list(filings)
     idle = IdleWatch(start)
-    async with Database(config.storage.path) as db:
-        auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
-        events = EventBus()
-        service = FleetService(db, config, clock, events, token_check=auth.check_file)
-        await service.sync_config()
-        for agent in await service.agents():
-            auth.issue(agent, fsync=False)
+    events = EventBus()
+    async with open_core(config, clock, events) as (db, auth, service):
         pool = PlanningPool(service, seed)
         scheduler = Scheduler(service, pool, clock, auth=auth, api_url="http://127.0.0.1:9")
         planner = Planner(service, db, config, clock, events)
@@ -669,13 +661,7 @@ async def main(argv: list[str] | None = None) -> int:
         ),
         (f"wall < {MAX_WALL:g} s ({wall:.1f} s)", wall < MAX_WALL),
     ]
-    for label, ok in checks:
-        print(f"  [{verdict(ok)}] {label}")
-    missed = [label for label, ok in checks if not ok]
-    if missed:
-        print(f"missed {len(missed)} target(s)", file=sys.stderr)
-        return 1
-    return 0
+    return report(checks)
 
 
 if __name__ == "__main__":
