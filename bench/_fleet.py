@@ -190,3 +190,15 @@ def report(checks: Sequence[tuple[str, bool]]) -> int:
         print(f"missed {len(missed)} target(s)", file=sys.stderr)
         return 1
     return 0
+
+
+async def operator_resets(db: Database, service: FleetService, now: float) -> int:
+    """Errored agents are reset at their next heartbeat, as the field notes' owner did."""
+    errored = await db.fetchall(
+        "SELECT id FROM agents WHERE status = 'error' AND deleted_at IS NULL "
+        "AND next_heartbeat_at <= ?",
+        (now,),
+    )
+    for row in errored:
+        await service.reset(row[0], "owner")
+    return len(errored)

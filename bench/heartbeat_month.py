@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _fleet import DESIGN_FLEET, SimulatedPool, design_config, open_core, report
+from _fleet import DESIGN_FLEET, SimulatedPool, design_config, open_core, operator_resets, report
 
 from core.clock import ManualClock
 from core.engine.scheduler import Scheduler
@@ -84,14 +84,7 @@ async def simulate(root: Path, *, seed: int, issues: int, failure_rate: float) -
                         assignee=f"{rng.choice(roles)}@{cid}",
                         actor="owner",
                     )
-                errored = await db.fetchall(
-                    "SELECT id FROM agents WHERE status = 'error' AND deleted_at IS NULL "
-                    "AND next_heartbeat_at <= ?",
-                    (now,),
-                )
-                for row in errored:
-                    await service.reset(row[0], "owner")
-                    month.resets += 1
+                month.resets += await operator_resets(db, service, now)
                 # Wake-ups from filings and resets finish before the sweep, so a woken agent
                 # is not also swept in the same instant.
                 await scheduler.drain()

@@ -51,6 +51,7 @@ from _fleet import (
     SimulatedPool,
     design_config,
     open_core,
+    operator_resets,
     poisson,
     report,
     time_of_day,
@@ -302,18 +303,6 @@ class Month:
         return self.worked + self.retries + self.planning
 
 
-async def _operator_resets(db: Database, service: FleetService, now: float) -> int:
-    """Errored agents are reset at their next heartbeat, as the field notes' owner did."""
-    errored = await db.fetchall(
-        "SELECT id FROM agents WHERE status = 'error' AND deleted_at IS NULL "
-        "AND next_heartbeat_at <= ?",
-        (now,),
-    )
-    for row in errored:
-        await service.reset(row[0], "owner")
-    return len(errored)
-
-
 async def _triage(db: Database, service: FleetService) -> int:
     """The owner's morning: each agent with an empty inbox gets its top backlog items by hand."""
     n = 0
@@ -395,7 +384,7 @@ async def simulate_month(
                         month.by_hand += await _triage(db, service)
                     next_triage += DAY
                     acted = True
-                month.resets += await _operator_resets(db, service, now)
+                month.resets += await operator_resets(db, service, now)
                 # Wake-ups from filings and resets finish before the sweep, so a woken agent
                 # is not also swept in the same instant.
                 await settle()
