@@ -73,7 +73,7 @@ class PlanState:
         if self.last_planned is not None:
             nxt = utc(self.last_planned + self.every)
             return f"backlog empty; planned this period already: next at {nxt:%d %b %H:%M} UTC"
-        return "backlog empty; the planner is woken at the next monitor pass"
+        return "backlog empty; the planner is woken within the minute"
 
 
 class Planner:
@@ -88,9 +88,8 @@ class Planner:
 
     async def state(self, company: CompanyConfig) -> PlanState:
         reader = self.db.reader
-        counts = await issue_store.backlog_counts(reader)
         return PlanState(
-            backlog=counts.get(company.id, 0),
+            backlog=await issue_store.backlog_count(reader, company.id),
             planning=await issue_store.open_by(reader, company.id, PLANNER),
             last_planned=await issue_store.last_filed_by(reader, company.id, PLANNER),
             enabled=company.planner is not None,

@@ -166,12 +166,14 @@ async def backlog(
     return [rows.issue(r) for r in found]
 
 
-async def backlog_counts(conn: aiosqlite.Connection) -> dict[str, int]:
-    """company id -> issues in its backlog."""
-    found = await fetch_all(
-        conn, "SELECT company_id, count(*) FROM issues WHERE status = 'backlog' GROUP BY 1"
+async def backlog_count(conn: aiosqlite.Connection, company_id: str) -> int:
+    """Issues in the company's backlog (an index range on issues_company_status)."""
+    row = await fetch_one(
+        conn,
+        "SELECT count(*) FROM issues WHERE company_id = ? AND status = 'backlog'",
+        (company_id,),
     )
-    return {r[0]: r[1] for r in found}
+    return int(row[0]) if row else 0
 
 
 async def promote(conn: aiosqlite.Connection, issue_id: str, now: float) -> bool:

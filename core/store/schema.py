@@ -389,9 +389,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX issues_inbox ON issues(assignee_id, status, priority, created_at);
     CREATE INDEX issues_company_status ON issues(company_id, status, priority, created_at);
     CREATE INDEX issues_routine ON issues(routine_id) WHERE routine_id IS NOT NULL;
-    -- What the feeder and the monitors ask every minute (core.queues.planner): the backlog
-    -- per company, and what one filer (the planner) filed last; the ROI's issues closed.
-    CREATE INDEX issues_backlog ON issues(company_id) WHERE status = 'backlog';
+    -- What the feeder and the monitors ask every minute (core.queues.planner): what one
+    -- filer (the planner) filed last; and the ROI's issues closed. (A company's backlog is
+    -- counted on issues_company_status.)
     CREATE INDEX issues_filer ON issues(company_id, created_by, created_at);
     CREATE INDEX issues_done ON issues(updated_at) WHERE status = 'done';
     -- AUTOINCREMENT: a removed routine's id (R5) is never reused, so an old button or audit
