@@ -26,6 +26,13 @@ HOUR = store.HOUR
 MIN_HISTORY_HOURS = 6
 
 
+def over_floor(cost: float, tokens: int, cfg: SpendVelocity, times: float = 1.0) -> bool:
+    """Above `times` × the floor, in dollars or (for models billed at 0) in tokens."""
+    return (cfg.floor_usd > 0 and cost >= times * cfg.floor_usd) or (
+        cfg.floor_tokens > 0 and tokens >= times * cfg.floor_tokens
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Velocity:
     agent_id: str
@@ -39,9 +46,7 @@ class Velocity:
         by_cost = cfg.floor_usd > 0 and self.cost >= cfg.floor_usd
         by_tokens = cfg.floor_tokens > 0 and self.tokens >= cfg.floor_tokens
         if self.history_hours < MIN_HISTORY_HOURS:
-            return (cfg.floor_usd > 0 and self.cost >= cfg.multiple * cfg.floor_usd) or (
-                cfg.floor_tokens > 0 and self.tokens >= cfg.multiple * cfg.floor_tokens
-            )
+            return over_floor(self.cost, self.tokens, cfg, cfg.multiple)
         return (by_cost and self.cost >= cfg.multiple * self.baseline_cost) or (
             by_tokens and self.tokens >= cfg.multiple * self.baseline_tokens
         )
@@ -68,10 +73,7 @@ async def velocities(db: Database, cfg: SpendVelocity, now: float) -> list[Veloc
     have their history read, so a quiet fleet costs one indexed query."""
     out = []
     for agent_id, cost, tokens in await store.last_hour(db.reader, now):
-        over = (cfg.floor_usd > 0 and cost >= cfg.floor_usd) or (
-            cfg.floor_tokens > 0 and tokens >= cfg.floor_tokens
-        )
-        if not over:
+        if not over_floor(cost, tokens, cfg):
             continue
         h_cost, h_tokens, hours = await store.history(
             db.reader, agent_id, now - cfg.baseline, now - HOUR
