@@ -155,7 +155,7 @@ async def on_issue(call: Call, press: Press) -> str:
             answer = f"🔁 {issue.id} is back in {issue.assignee_id}'s inbox."
         elif press.verb == "promote":
             issue = await promote(call, issue)
-            answer = f"⬆️ {issue.id} is in {issue.assignee_id}'s inbox now."
+            answer = promoted(issue)
         elif press.verb != "show":
             raise Stale("This button is from another fleetbot version. Send /issues again.")
     finally:
@@ -175,10 +175,14 @@ async def promote(call: Call, issue: Issue) -> Issue:
     )
 
 
+def promoted(issue: Issue) -> str:
+    return f"⬆️ {issue.id} is in {issue.assignee_id}'s inbox now."
+
+
 async def promote_from_list(call: Call, issue: Issue, scope: str) -> str:
     try:
         issue = await promote(call, issue)
-        answer = f"⬆️ {issue.id} is in {issue.assignee_id}'s inbox now."
+        answer = promoted(issue)
     finally:
         text, keyboard = await backlog_view(call, list_scope(call, scope))
         await edit_html(call.update, text, keyboard)

@@ -14,7 +14,7 @@ from bot import args
 from bot.access import guarded, refusal
 from bot.confirmations import Pending
 from bot.desk import Call, edit_html
-from bot.handlers.issues import backlog_view, list_scope, promote as promote_issue
+from bot.handlers.issues import backlog_view, list_scope, promote as promote_issue, promoted
 from bot.roles import Role
 from bot.views import cards, keyboards, render, routines as view
 from bot.views.keyboards import Press, StaleButton as Stale
@@ -214,4 +214,4 @@ async def promote(call: Call) -> None:
         raise args.UsageError(exc.reason) from None
     call.note(f"promoted {issue.id}")
     text, keyboard = await cards.issue_card(call.desk, issue, call.role)
-    await call.reply(f"⬆️ {issue.id} is in {issue.assignee_id}'s inbox now.\n\n{text}", keyboard)
+    await call.reply(f"{promoted(issue)}\n\n{text}", keyboard)
