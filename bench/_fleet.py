@@ -26,6 +26,7 @@ from core.runtimes.base import RunReporter, Runtime
 from core.runtimes.simulated import SimulatedAgentRuntime
 from core.service import FleetService
 from core.store.db import Database
+from core.store.engines import database_for
 
 DESIGN_FLEET: dict[str, tuple[str, str, list[str]]] = {
     # company id: (name, issue prefix, roles)
@@ -172,7 +173,7 @@ async def open_core(
     """The real core of a simulation: a new key ring, the store, the service with the config's
     fleet synced, and every agent's token file written."""
     KeyRing.create(config.auth.keyring, clock.now())
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage) as db:
         auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
         service = FleetService(db, config, clock, events or EventBus(), token_check=auth.check_file)
         await service.sync_config()

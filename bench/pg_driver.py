@@ -63,6 +63,7 @@ except ImportError as exc:  # not fleetbot's dependencies: say how to get them
     raise SystemExit(f"{exc}: pip install asyncpg 'sqlalchemy[asyncio]' first.") from exc
 
 from core.store.db import Database, fetch_all, fetch_one
+from core.store.sqlite import SqliteDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPANIES = 10
@@ -304,7 +305,7 @@ def new_number(row: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 async def seed_sqlite(data: Data, path: Path) -> Database:
     """Today's store on a new file (its migrations), with the seed."""
-    db = await Database(path).open()
+    db = await SqliteDatabase(path).open()
     async with db.write() as conn:
         await conn.executemany(
             "INSERT INTO companies (id, name, prefix, next_issue_number) VALUES (?, ?, ?, ?)",

@@ -37,6 +37,7 @@ from core.engine.heartbeat import Heartbeat
 from core.reports.board import fleet_board
 from core.service import FleetService
 from core.store.db import Database
+from core.store.sqlite import SqliteDatabase
 
 COMPANIES = 100
 AGENTS_PER_COMPANY = 100
@@ -199,7 +200,7 @@ async def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fleetbot-scale-") as tmp:
         root = Path(tmp)
-        async with Database(root / "scale.db") as db:
+        async with SqliteDatabase(root / "scale.db") as db:
             took = await build(db, root, rng)
             clock = ManualClock(NOW)
             config = generated_config(root, 1, 1)  # the reads below do not consult it

@@ -147,6 +147,9 @@ if TYPE_CHECKING:
     from core.store.db import (
         Database as Database,
     )
+    from core.store.engines import (
+        database_for as database_for,
+    )
 
 # public name -> (module, name in that module)
 _WHERE: dict[str, tuple[str, str]] = {
@@ -202,6 +205,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "FleetService": ("core.service", "FleetService"),
     "IssueFilter": ("core.queries", "IssueFilter"),
     "Database": ("core.store.db", "Database"),
+    "database_for": ("core.store.engines", "database_for"),
     "Alert": ("core.alerting.book", "Alert"),
     "AlertBook": ("core.alerting.book", "AlertBook"),
     "AlertKind": ("core.alerting.book", "AlertKind"),
@@ -308,6 +312,7 @@ __all__ = [
     "TokenAuthority",
     "Usage",
     "check_single_source",
+    "database_for",
     "format_duration",
     "issue_missing",
     "load_config",

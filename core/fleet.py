@@ -26,8 +26,7 @@ from core.queues.feeder import INTERVAL as FEED_INTERVAL, Feeder
 from core.queues.planner import Planner
 from core.reports.costs import CostBook
 from core.service import FleetService
-from core.store.db import Database
-from core.store.instance import InstanceLock
+from core.store.engines import database_for
 
 
 class Fleet:
@@ -63,11 +62,10 @@ class Fleet:
         cfg = self.config
         check_single_source(cfg.auth.keyring, self.env, token_dir=cfg.auth.token_dir)
         self.events = EventBus()
-        # Before the database opens: a second `fleetbot run` must not touch it at all.
-        lock = InstanceLock(cfg.storage.path)
-        lock.acquire()
-        self._stack.callback(lock.release)
-        self.db = await self._stack.enter_async_context(Database(cfg.storage.path))
+        # Exclusive: a second `fleetbot run` is refused before it touches the database.
+        self.db = await self._stack.enter_async_context(
+            database_for(cfg.storage, self.env, exclusive=True)
+        )
         self.keyring = KeyRingFile(cfg.auth.keyring)
         self.auth = AgentAuth(self.keyring, cfg.auth, self.clock)
         self.service = FleetService(

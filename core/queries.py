@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
 from core.clock import Clock
 from core.config import Config
 from core.errors import (
@@ -35,6 +33,7 @@ from core.store import (
     questions as question_store,
     runs as run_store,
 )
+from core.store.conn import Row
 from core.store.db import Database
 
 _ISSUE_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
@@ -135,7 +134,7 @@ class FleetQueries:
     async def recent_runs(self, agent_id: str | None = None, limit: int = 10) -> list[Run]:
         return await run_store.recent(self.db.reader, agent_id, limit)
 
-    async def audit_log(self, limit: int = 50) -> list[aiosqlite.Row]:
+    async def audit_log(self, limit: int = 50) -> list[Row]:
         return await audit.recent(self.db.reader, limit)
 
     async def run(self, run_id: str) -> Run:

@@ -22,8 +22,6 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from core.clock import Clock
 from core.errors import Conflict, InvalidInput, NotFound
 from core.events import (
@@ -51,6 +49,7 @@ from core.store import (
     issues as issue_store,
     questions as question_store,
 )
+from core.store.conn import Conn
 from core.store.db import Database
 
 MAX_TEXT = 2000  # a question
@@ -141,7 +140,7 @@ def comment_note(body: str, actor: str, name: str) -> str:
 
 
 async def cancel_open_in(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     issue_id: str,
     actor: str,
     why: str,
@@ -157,7 +156,7 @@ async def cancel_open_in(
     return ids
 
 
-async def waited_on(conn: aiosqlite.Connection, issue_id: str | None) -> int:
+async def waited_on(conn: Conn, issue_id: str | None) -> int:
     """The open question a run on `issue_id` may end `waiting` on (the newest); Conflict
     `no_open_question` saying what to do instead when there is none."""
     asked = [] if issue_id is None else await question_store.for_issue(conn, issue_id)
@@ -175,7 +174,7 @@ async def waited_on(conn: aiosqlite.Connection, issue_id: str | None) -> int:
     raise Conflict(f"{where} no open question to wait on{hint}", code="no_open_question")
 
 
-async def _back_to_work(conn: aiosqlite.Connection, issue: Issue, actor: str, now: float) -> bool:
+async def _back_to_work(conn: Conn, issue: Issue, actor: str, now: float) -> bool:
     """An issue in review that someone talks to goes back to in progress (the graph's "sent
     back"); True if it moved."""
     if issue.status is not IssueStatus.IN_REVIEW:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
-import aiosqlite
-
 from core.clock import Clock
 from core.config import Defaults, MonitorsConfig
 from core.engine.retry import Block, after_failure
@@ -42,6 +40,7 @@ from core.store import (
     runs as run_store,
     summaries,
 )
+from core.store.conn import Conn
 from core.store.db import Database
 
 # How an issue blocked by the loop guard starts its reason (the monitors tell the kinds apart).
@@ -55,9 +54,7 @@ _SETTLE_FROM = {
 }
 
 
-async def guard_dispatch(
-    conn: aiosqlite.Connection, issue_id: str, now: float, cfg: MonitorsConfig
-) -> bool:
+async def guard_dispatch(conn: Conn, issue_id: str, now: float, cfg: MonitorsConfig) -> bool:
     """May `issue_id` be dispatched once more? If it already was `recovery_loop_dispatches`
     times within the window, block it (compare-and-set on it being workable), record the
     loop, and answer False. Runs inside the dispatching transaction."""
@@ -105,9 +102,7 @@ class RunBook:
         self.defaults = defaults
         self.monitors = monitors  # None: no recovery-loop guard (unit tests of runs alone)
 
-    async def open(
-        self, conn: aiosqlite.Connection, agent: Agent, issue: Issue, now: float
-    ) -> Run | None:
+    async def open(self, conn: Conn, agent: Agent, issue: Issue, now: float) -> Run | None:
         """Open a run on `issue` inside the caller's transaction, or None if the issue is no
         longer workable (compare-and-set on status, lease and backoff)."""
         # Too many runs of this issue within the window block it instead (see the docstring).
@@ -129,7 +124,7 @@ class RunBook:
             raise RunNotFound(f"no run {run_id!r}; check the run id the runtime gave you")
         return run
 
-    async def _owned_live_run(self, conn: aiosqlite.Connection, run_id: str, agent_id: str) -> Run:
+    async def _owned_live_run(self, conn: Conn, run_id: str, agent_id: str) -> Run:
         run = await run_store.get(conn, run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r}; check the run id the runtime gave you")
@@ -353,7 +348,7 @@ class RunBook:
 
     async def _end(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         run: Run,
         ending: _Ending,
         now: float,
@@ -398,9 +393,7 @@ class RunBook:
         )
         return True
 
-    async def _settle_issue(
-        self, conn: aiosqlite.Connection, run: Run, ending: _Ending, now: float
-    ) -> None:
+    async def _settle_issue(self, conn: Conn, run: Run, ending: _Ending, now: float) -> None:
         assert run.issue_id is not None
         if ending.waiting:
             await issue_store.give_back(conn, run.issue_id, run.id, now)
@@ -426,7 +419,7 @@ class RunBook:
 
     async def release(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         issue_id: str,
         run_id: str,
         now: float,

@@ -21,7 +21,6 @@ from typing import TextIO, cast
 from core import (
     AgentAuth,
     Config,
-    Database,
     EventBus,
     FleetbotError,
     FleetService,
@@ -30,6 +29,7 @@ from core import (
     RuntimeReport,
     SystemClock,
     check_single_source,
+    database_for,
     load_config,
 )
 
@@ -313,7 +313,7 @@ async def _auth_desk(
     check_single_source(config.auth.keyring, env, token_dir=config.auth.token_dir)
     clock = SystemClock()
     auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage, env) as db:
         service = FleetService(db, config, clock, EventBus(), token_check=auth.check_file)
         await service.sync_config()
         yield service, auth

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from store_helpers import storage
 
 from core.api import Guard, create_app
 from core.auth.agent_auth import AgentAuth, KeyRingFile
@@ -23,6 +24,7 @@ from core.metrics import Metrics
 from core.models import Run
 from core.service import FleetService
 from core.store.db import Database
+from core.store.engines import database_for
 
 # Two companies. aliens has two CTOs (so the role `cto` is ambiguous there), a QA agent whose
 # role lacks issues.create, and a mute agent with no skills at all.
@@ -64,7 +66,7 @@ FLEET_YAML: dict[str, Any] = {
 def fleet_config(tmp_path: Path, **api: Any) -> Config:
     data: dict[str, Any] = {
         **FLEET_YAML,
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "auth": {
             "keyring": str(tmp_path / "secrets" / "keyring.json"),
             "token_dir": str(tmp_path / "secrets" / "tokens"),
@@ -109,7 +111,7 @@ async def api_stack(tmp_path: Path, alg: str = "HS256") -> AsyncIterator[ApiStac
     config = fleet_config(tmp_path)
     clock = ManualClock()
     KeyRing.create(config.auth.keyring, clock.now(), alg=alg)
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage) as db:
         auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
         service = FleetService(db, config, clock, token_check=auth.check_file)
         await service.sync_config()

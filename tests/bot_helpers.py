@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from store_helpers import storage
+
 from bot.desk import DESK_KEY, Desk as BotDesk
 from bot.runner import BotRunner
 from core.auth.keyring import KeyRing
@@ -61,7 +63,7 @@ FLEET: dict[str, Any] = {
 def bot_config(tmp_path: Path, **sections: Any) -> Config:
     data: dict[str, Any] = {
         **FLEET,
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "auth": {
             "keyring": str(tmp_path / "secrets" / "keyring.json"),
             "token_dir": str(tmp_path / "secrets" / "tokens"),

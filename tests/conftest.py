@@ -9,16 +9,32 @@ import os
 # as an int; with this set it is a timedelta and the warning never fires.
 os.environ["PTB_TIMEDELTA"] = "true"
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import store_helpers
 from stack_helpers import Stack, make_config, open_stack
 
 from core.clock import ManualClock
 from core.config import Config
 from core.service import FleetService
 from core.store.db import Database
+from core.store.engines import database_for
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    other = "postgres_only" if store_helpers.ENGINE == "sqlite" else "sqlite_only"
+    skip = pytest.mark.skip(reason=f"not for {store_helpers.ENGINE}: marked {other}")
+    for item in items:
+        if other in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    store_helpers.drop_created()
 
 
 @pytest.fixture
@@ -33,7 +49,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def db(config: Config) -> AsyncIterator[Database]:
-    async with Database(config.storage.path) as database:
+    async with database_for(config.storage) as database:
         yield database
 
 

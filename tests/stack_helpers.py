@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from store_helpers import storage
+
 from core.auth.agent_auth import AgentAuth, KeyRingFile
 from core.auth.keyring import KeyRing
 from core.clock import ManualClock
@@ -24,6 +26,7 @@ from core.runtimes.base import ACCEPTED, Dispatch, DispatchResult, Runtime
 from core.service import FleetService
 from core.store import agents as agent_store
 from core.store.db import Database
+from core.store.engines import database_for
 
 API_URL = "http://127.0.0.1:9"  # never contacted: the fake runtimes only record it
 
@@ -72,7 +75,7 @@ BASE_CONFIG: dict[str, Any] = {
 def config_data(tmp_path: Path, **defaults: Any) -> dict[str, Any]:
     """The base config as a fresh dict, its paths under tmp_path, `defaults` overridden."""
     data = copy.deepcopy(BASE_CONFIG)
-    data["storage"] = {"path": str(tmp_path / "fleet.db")}
+    data["storage"] = storage(tmp_path)
     data["auth"] = {
         "keyring": str(tmp_path / "secrets" / "keyring.json"),
         "token_dir": str(tmp_path / "secrets" / "tokens"),
@@ -174,7 +177,7 @@ async def open_stack(
     config = config or make_config(tmp_path)
     farm = RuntimeFarm(behaviour)
     events: list[Event] = []
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage) as db:
         token_check = auth.check_file if auth is not None else None
         service = FleetService(db, config, clock, token_check=token_check)
         service.events.subscribe(events.append)

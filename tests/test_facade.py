@@ -41,6 +41,7 @@ PUBLIC = {
     "Config",
     "ConfigError",
     "Database",
+    "database_for",
     "EventBus",
     "Fix",
     "Fleet",

@@ -36,8 +36,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiosqlite
-
 from core.alerting.mutes import Mute, covering, lift_mutes, load_mutes, parse_target, touching
 from core.alerting.outbox import Outbox
 from core.alerting.policy import Action, NotifyState, decide, quiet_until
@@ -55,6 +53,7 @@ from core.clock import Clock
 from core.config import Config
 from core.errors import AlertNotFound, Conflict, InvalidInput, NotFound
 from core.store import alerts as alert_store, audit
+from core.store.conn import Conn
 from core.store.db import Database
 
 MAX_MUTE = 90 * 86400
@@ -129,9 +128,7 @@ class AlertBook:
                 if fp not in found and fp.partition(":")[0] in kinds and row["last_at"] <= taken_at:
                     await self._resolve_member(conn, row["alert_id"], fp, now)
 
-    async def _raise_in(
-        self, conn: aiosqlite.Connection, f: Finding, now: float, live: Any | None
-    ) -> None:
+    async def _raise_in(self, conn: Conn, f: Finding, now: float, live: Any | None) -> None:
         if live is not None and live["cause"] == f.cause:
             if (live["label"], live["detail"], live["reason_code"]) != (
                 f.label,
@@ -172,7 +169,7 @@ class AlertBook:
         )
 
     async def _resolve_member(
-        self, conn: aiosqlite.Connection, alert_id: int, fingerprint: str, now: float
+        self, conn: Conn, alert_id: int, fingerprint: str, now: float
     ) -> None:
         if not await alert_store.resolve_member(conn, alert_id, fingerprint, now):
             return
@@ -224,7 +221,7 @@ class AlertBook:
 
     async def _act(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         row: Any,
         members: tuple[AlertMember, ...],
         action: Action,
@@ -350,9 +347,7 @@ class AlertBook:
             return await load_mutes(self.db.reader, now)
         return await load_mutes(self.db.reader, None)
 
-    async def _bump_covered(
-        self, conn: aiosqlite.Connection, now: float, mutes: list[Mute]
-    ) -> None:
+    async def _bump_covered(self, conn: Conn, now: float, mutes: list[Mute]) -> None:
         """A mute or unmute changes how open alerts read: their messages are edited."""
         for row in await alert_store.open_alerts(conn):
             members = await _members(conn, row["id"])
@@ -369,5 +364,5 @@ def _muted_until(silenced: tuple[Mute, ...]) -> float | None:
     return min(m.until for m in silenced)
 
 
-async def _members(conn: aiosqlite.Connection, alert_id: int) -> tuple[AlertMember, ...]:
+async def _members(conn: Conn, alert_id: int) -> tuple[AlertMember, ...]:
     return tuple(_member(r) for r in await alert_store.members(conn, alert_id))

@@ -13,8 +13,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import aiosqlite
-
 from core.alerting.records import AlertKind, Finding, Fix, Severity
 from core.clock import utc
 from core.config import Config
@@ -32,6 +30,7 @@ from core.models import (
 from core.queues.breaker import Velocity
 from core.runs import LOOP_REASON
 from core.store import heartbeats, issues as issue_store
+from core.store.conn import Conn
 
 log = logging.getLogger(__name__)
 
@@ -450,9 +449,7 @@ def evaluate(s: Snapshot, cfg: Config) -> list[Finding]:
     return list(seen.values())
 
 
-async def note_beat(
-    conn: aiosqlite.Connection, company_id: str, outcome: HeartbeatOutcome, now: float
-) -> None:
+async def note_beat(conn: Conn, company_id: str, outcome: HeartbeatOutcome, now: float) -> None:
     """Count heartbeats that found a company without open work (inside the beat's write)."""
     if outcome is HeartbeatOutcome.NO_WORK:
         has_work = await issue_store.company_has_work(conn, company_id)

@@ -11,8 +11,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiosqlite
-
 from core.errors import AlertNotFound, InvalidInput
 from core.store import (
     agents as agent_store,
@@ -20,6 +18,7 @@ from core.store import (
     companies as company_store,
     issues as issue_store,
 )
+from core.store.conn import Conn
 
 _KINDS = (
     "agent_error",
@@ -46,7 +45,7 @@ class _Member(Protocol):
     def active(self) -> bool: ...
 
 
-MembersOf = Callable[[aiosqlite.Connection, int], Awaitable[Sequence[Any]]]
+MembersOf = Callable[[Conn, int], Awaitable[Sequence[Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +100,12 @@ def covering(
     return []
 
 
-async def load_mutes(conn: aiosqlite.Connection, now: float | None) -> list[Mute]:
+async def load_mutes(conn: Conn, now: float | None) -> list[Mute]:
     """Active mutes at `now`, newest first; every mute ever made when `now` is None."""
     return [Mute(*r) for r in await alert_store.mutes(conn, now)]
 
 
-async def parse_target(conn: aiosqlite.Connection, text: str) -> str:
+async def parse_target(conn: Conn, text: str) -> str:
     """Turn what a person typed into a canonical target, checking that it exists."""
     raw = text.strip()
     low = raw.lower()
@@ -144,7 +143,7 @@ _TARGET_HELP = (
 
 
 async def lift_mutes(
-    conn: aiosqlite.Connection, spec: str, actor: str, now: float, members_of: MembersOf
+    conn: Conn, spec: str, actor: str, now: float, members_of: MembersOf
 ) -> list[Mute]:
     """Lift the active mutes `spec` names (a mute id, an alert, or a target); returns them."""
     active = await load_mutes(conn, now)

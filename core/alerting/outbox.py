@@ -52,11 +52,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import aiosqlite
-
 from core.clock import Clock
 from core.config import Config
 from core.store import outbox as outbox_store, summaries
+from core.store.conn import Conn
 from core.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -192,7 +191,7 @@ class Outbox:
     # -- producers ------------------------------------------------------------------------------
 
     async def enqueue_alert_in(
-        self, conn: aiosqlite.Connection, alert_id: int, r: Recipient, now: float, seq: int
+        self, conn: Conn, alert_id: int, r: Recipient, now: float, seq: int
     ) -> int | None:
         """A new message for the alert (its first, or reminder `seq`) inside the caller's
         transaction. A new message still waiting there already carries the latest state."""
@@ -211,7 +210,7 @@ class Outbox:
 
     async def enqueue_edit_in(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         alert_id: int,
         r: Recipient,
         now: float,
@@ -229,9 +228,7 @@ class Outbox:
             return await self._insert(conn, OutboxKind.ALERT, r, now, alert_id, {"seq": 0}, None)
         return None
 
-    async def alert_recipients_in(
-        self, conn: aiosqlite.Connection, alert_id: int
-    ) -> list[Recipient]:
+    async def alert_recipients_in(self, conn: Conn, alert_id: int) -> list[Recipient]:
         """Every chat the alert was put in the outbox for (where a resolution edit goes)."""
         return [Recipient(*r) for r in await outbox_store.alert_chats(conn, alert_id)]
 
@@ -280,7 +277,7 @@ class Outbox:
 
     async def _insert(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         kind: OutboxKind,
         r: Recipient,
         now: float,
@@ -373,7 +370,7 @@ class Outbox:
 
     async def _fold(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         group: list[OutboxRow],
         digest: OutboxRow | None,
         now: float,

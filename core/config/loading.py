@@ -155,7 +155,16 @@ def resolve_paths(config: Config, base: Path) -> Config:
         tg = tg.model_copy(update={"token_file": fix(tg.token_file)})
     return config.model_copy(
         update={
-            "storage": config.storage.model_copy(update={"path": fix(config.storage.path)}),
+            "storage": config.storage.model_copy(
+                update={
+                    "path": fix(config.storage.path),
+                    "password": (
+                        pw.model_copy(update={"file": fix(pw.file)})
+                        if (pw := config.storage.password) and pw.file
+                        else pw
+                    ),
+                }
+            ),
             "auth": config.auth.model_copy(
                 update={
                     "keyring": fix(config.auth.keyring),

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -100,7 +101,56 @@ class TelegramConfig(Model):
 
 
 class StorageConfig(Model):
+    """Where the store lives: a SQLite file (`path`, the default) or, with `url`, a SQLite file
+    (`sqlite:///relative` or `sqlite:////absolute`) or a PostgreSQL database
+    (`postgresql://user@host:5432/db`, its password from `password: {env|file}`)."""
+
     path: Path = Path("fleetbot.db")
+    url: str | None = None
+    # PostgreSQL's password; never in the URL. Unset: libpq's PGPASSWORD or ~/.pgpass.
+    password: SecretRef | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v.startswith(("postgresql://", "postgres://")):
+            if urlsplit(v).password is not None:
+                raise ValueError(
+                    "keep the password out of the URL (it would show in logs and backups): "
+                    "put it in a file or env var and write `password: {file: PATH}` or "
+                    "`password: {env: VAR}` under storage"
+                )
+            return v
+        raise ValueError(
+            "write sqlite:///relative/path.db, sqlite:////absolute/path.db or "
+            f"postgresql://user@host:5432/database; got {v!r}"
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_url(cls, data: Any) -> Any:
+        # The rest of fleetbot (the instance lock, relative paths) knows SQLite by its path.
+        url = data.get("url") if isinstance(data, dict) else None
+        if isinstance(url, str) and url.startswith("sqlite:///") and len(url) > 10:
+            return {**data, "path": url[len("sqlite:///") :], "url": None}
+        return data
+
+    @model_validator(mode="after")
+    def _password_needs_url(self) -> StorageConfig:
+        if self.password is not None and not self.is_postgres:
+            raise ValueError("storage.password is PostgreSQL's: give storage.url too")
+        return self
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url is not None
+
+    @property
+    def target(self) -> Path | str:
+        """What core.store.db.Database opens: the PostgreSQL URL, else the SQLite path."""
+        return self.url if self.url is not None else self.path
 
 
 class ApiConfig(Model):

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
 from core.alerting.monitors import note_beat
 from core.auth.agent_auth import AgentAuth
 from core.clock import Clock
@@ -24,6 +22,7 @@ from core.queues.backlog import has_promotable, promote_for
 from core.queues.hours import HoursBook
 from core.service import FleetService
 from core.store import agents as agent_store, heartbeats, issues as issue_store
+from core.store.conn import Conn
 
 # Statuses a heartbeat skips without looking at the inbox, with the outcome it records.
 _SKIPPED = {
@@ -123,7 +122,7 @@ class Heartbeat:
         return Beat(agent, outcome, run, issue if run is not None else None)
 
     async def _pick(
-        self, conn: aiosqlite.Connection, agent: Agent, prefer: str | None, active: bool, now: float
+        self, conn: Conn, agent: Agent, prefer: str | None, active: bool, now: float
     ) -> Issue | None:
         """The issue to work: `prefer` if workable, else the inbox's first; outside active
         hours critical ones only; an empty inbox promotes the backlog's first first."""

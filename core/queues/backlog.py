@@ -9,18 +9,15 @@ row (`issue.promote` by fleetbot), which the digest lists.
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.models import Agent, Issue
 from core.store import audit, issues as issue_store
+from core.store.conn import Conn
 
 ACTOR = "fleetbot"
 ACTION = "issue.promote"
 
 
-async def promote_for(
-    conn: aiosqlite.Connection, agent: Agent, count: int, now: float
-) -> list[Issue]:
+async def promote_for(conn: Conn, agent: Agent, count: int, now: float) -> list[Issue]:
     """Promote up to `count` of the agent's backlog items to todo; the ones promoted."""
     out = []
     for item in await issue_store.backlog(conn, assignee_id=agent.id, limit=count):
@@ -37,7 +34,7 @@ async def promote_for(
     return out
 
 
-async def has_promotable(conn: aiosqlite.Connection, agent_id: str) -> bool:
+async def has_promotable(conn: Conn, agent_id: str) -> bool:
     """Would the agent's next beat promote something (empty inbox, a backlog of its own)?"""
     if await issue_store.has_inbox(conn, agent_id):
         return False

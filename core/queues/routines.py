@@ -20,8 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aiosqlite
-
 from core.clock import Clock
 from core.config import Config
 from core.config.queues import ROUTINE_NAME, check_template
@@ -30,6 +28,7 @@ from core.events import EventBus, IssueAssigned
 from core.models import Agent, Issue, IssueStatus, Priority, Routine
 from core.queues.schedule import Schedule, parse_schedule, zone
 from core.store import audit, issues as issue_store, routines as store
+from core.store.conn import Conn
 from core.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -301,7 +300,7 @@ class RoutineBook:
                 await store.set_late(conn, routine.id, "")
 
     async def _file(
-        self, conn: aiosqlite.Connection, routine: Routine, agent: Agent, now: float, actor: str
+        self, conn: Conn, routine: Routine, agent: Agent, now: float, actor: str
     ) -> Issue:
         company = self._names.get(routine.company_id, routine.company_id)
         title = " ".join(fill(routine.title, routine, company, now).split())[:MAX_TITLE]
@@ -335,7 +334,7 @@ class RoutineBook:
         return found
 
 
-async def sync_routines(conn: aiosqlite.Connection, config: Config, now: float) -> None:
+async def sync_routines(conn: Conn, config: Config, now: float) -> None:
     """Make the config's routines the store's (inside core.store.sync's transaction): new ones
     added, changed ones updated (a new schedule starts from now), removed ones deleted. Paused
     and the counters survive; routines added from the phone are left alone."""

@@ -10,22 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import aiosqlite
-
 from core.events import AgentStatusChanged
 from core.models import Agent, AgentStatus
 from core.store import rows
+from core.store.conn import Conn
 from core.store.db import fetch_all, fetch_one
 
 _SELECT = f"SELECT {rows.AGENT_COLUMNS} FROM agents WHERE deleted_at IS NULL"
 
 
-async def get(conn: aiosqlite.Connection, agent_id: str) -> Agent | None:
+async def get(conn: Conn, agent_id: str) -> Agent | None:
     row = await fetch_one(conn, f"{_SELECT} AND id = ?", (agent_id,))
     return None if row is None else rows.agent(row)
 
 
-async def roster(conn: aiosqlite.Connection, company_id: str | None = None) -> list[Agent]:
+async def roster(conn: Conn, company_id: str | None = None) -> list[Agent]:
     """Every agent (of one company), by company and id."""
     sql = _SELECT
     args: tuple[str, ...] = ()
@@ -34,9 +33,7 @@ async def roster(conn: aiosqlite.Connection, company_id: str | None = None) -> l
     return [rows.agent(r) for r in await fetch_all(conn, sql + " ORDER BY company_id, id", args)]
 
 
-async def with_role(
-    conn: aiosqlite.Connection, role: str, company_id: str | None = None
-) -> list[Agent]:
+async def with_role(conn: Conn, role: str, company_id: str | None = None) -> list[Agent]:
     sql = f"{_SELECT} AND role = ?"
     args: tuple[str, ...] = (role,)
     if company_id is not None:
@@ -44,7 +41,7 @@ async def with_role(
     return [rows.agent(r) for r in await fetch_all(conn, sql + " ORDER BY id", args)]
 
 
-async def in_status(conn: aiosqlite.Connection, statuses: Sequence[AgentStatus]) -> list[Agent]:
+async def in_status(conn: Conn, statuses: Sequence[AgentStatus]) -> list[Agent]:
     marks = ",".join("?" for _ in statuses)
     found = await fetch_all(
         conn,
@@ -54,7 +51,7 @@ async def in_status(conn: aiosqlite.Connection, statuses: Sequence[AgentStatus])
     return [rows.agent(r) for r in found]
 
 
-async def due(conn: aiosqlite.Connection, now: float, limit: int = 1000) -> list[str]:
+async def due(conn: Conn, now: float, limit: int = 1000) -> list[str]:
     """Agents whose heartbeat is due, most overdue first (an index range scan)."""
     found = await fetch_all(
         conn,
@@ -65,7 +62,7 @@ async def due(conn: aiosqlite.Connection, now: float, limit: int = 1000) -> list
     return [r[0] for r in found]
 
 
-async def next_due_at(conn: aiosqlite.Connection) -> float | None:
+async def next_due_at(conn: Conn) -> float | None:
     row = await fetch_one(
         conn, "SELECT min(next_heartbeat_at) FROM agents WHERE deleted_at IS NULL"
     )
@@ -73,7 +70,7 @@ async def next_due_at(conn: aiosqlite.Connection) -> float | None:
 
 
 async def set_status(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     agent: Agent,
     new: AgentStatus,
     now: float,
@@ -100,9 +97,7 @@ async def set_status(
     )
 
 
-async def set_role(
-    conn: aiosqlite.Connection, agent_id: str, role: str, actor: str, skills: Sequence[str]
-) -> None:
+async def set_role(conn: Conn, agent_id: str, role: str, actor: str, skills: Sequence[str]) -> None:
     """A role set by an operator (`role_set_by`) wins over the config from now on."""
     await conn.execute(
         "UPDATE agents SET role = ?, role_set_by = ?, skills = ? WHERE id = ?",
@@ -110,25 +105,25 @@ async def set_role(
     )
 
 
-async def beat_at(conn: aiosqlite.Connection, agent_id: str, at: float) -> None:
+async def beat_at(conn: Conn, agent_id: str, at: float) -> None:
     """The agent's next heartbeat is at `at` (now: wake it)."""
     await conn.execute("UPDATE agents SET next_heartbeat_at = ? WHERE id = ?", (at, agent_id))
 
 
-async def beat_by(conn: aiosqlite.Connection, agent_id: str, at: float) -> None:
+async def beat_by(conn: Conn, agent_id: str, at: float) -> None:
     """The agent's next heartbeat is at `at` at the latest (a retry due before its interval)."""
     await conn.execute(
-        "UPDATE agents SET next_heartbeat_at = MIN(next_heartbeat_at, ?) WHERE id = ?",
+        "UPDATE agents SET next_heartbeat_at = LEAST(next_heartbeat_at, ?) WHERE id = ?",
         (at, agent_id),
     )
 
 
-async def seen(conn: aiosqlite.Connection, agent_id: str, now: float) -> None:
+async def seen(conn: Conn, agent_id: str, now: float) -> None:
     """The agent was heard from (a usage report, a summary)."""
     await conn.execute("UPDATE agents SET last_seen_at = ? WHERE id = ?", (now, agent_id))
 
 
-async def revoke_tokens(conn: aiosqlite.Connection, agent_id: str) -> None:
+async def revoke_tokens(conn: Conn, agent_id: str) -> None:
     """Bump the token version: every token issued to the agent so far fails as revoked."""
     await conn.execute(
         "UPDATE agents SET token_version = token_version + 1 WHERE id = ?", (agent_id,)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiosqlite
-
-from core.store.db import fetch_all, fetch_one
+from core.store.conn import Conn, Row
+from core.store.db import fetch_all, fetch_one, inserted_id
 
 ALERT_COLUMNS = (
     "id, kind, cause, severity, state, title, fixes, created_at, changed_at, version, "
@@ -25,25 +24,25 @@ MUTE_COLUMNS = "id, target, until, author, reason, created_at, lifted_at, lifted
 _ALERTS = f"SELECT {ALERT_COLUMNS} FROM alerts"
 
 
-async def get(conn: aiosqlite.Connection, alert_id: int) -> aiosqlite.Row | None:
+async def get(conn: Conn, alert_id: int) -> Row | None:
     return await fetch_one(conn, f"{_ALERTS} WHERE id = ?", (alert_id,))
 
 
-async def unresolved(conn: aiosqlite.Connection) -> list[aiosqlite.Row]:
+async def unresolved(conn: Conn) -> list[Row]:
     """Alerts not resolved (firing or acknowledged), newest first."""
     return await fetch_all(conn, f"{_ALERTS} WHERE state != 'resolved' ORDER BY id DESC")
 
 
-async def newest(conn: aiosqlite.Connection, limit: int) -> list[aiosqlite.Row]:
+async def newest(conn: Conn, limit: int) -> list[Row]:
     return await fetch_all(conn, f"{_ALERTS} ORDER BY id DESC LIMIT ?", (limit,))
 
 
-async def open_alerts(conn: aiosqlite.Connection) -> list[aiosqlite.Row]:
+async def open_alerts(conn: Conn) -> list[Row]:
     """Alerts not yet closed (a resolved alert closes once its resolution is notified)."""
     return await fetch_all(conn, f"{_ALERTS} WHERE closed = 0 ORDER BY id")
 
 
-async def firing_for(conn: aiosqlite.Connection, cause: str) -> int | None:
+async def firing_for(conn: Conn, cause: str) -> int | None:
     """The newest open, firing alert of `cause`: the one new members join."""
     row = await fetch_one(
         conn,
@@ -55,7 +54,7 @@ async def firing_for(conn: aiosqlite.Connection, cause: str) -> int | None:
 
 
 async def insert(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     kind: str,
     cause: str,
     severity: str,
@@ -63,23 +62,22 @@ async def insert(
     fixes: str,
     now: float,
 ) -> int:
-    cur = await conn.execute(
+    return await inserted_id(
+        conn,
         "INSERT INTO alerts (kind, cause, severity, state, title, fixes, created_at, "
-        "changed_at) VALUES (?, ?, ?, 'firing', ?, ?, ?, ?)",
+        "changed_at) VALUES (?, ?, ?, 'firing', ?, ?, ?, ?) RETURNING id",
         (kind, cause, severity, title, fixes, now, now),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
-async def bump(conn: aiosqlite.Connection, alert_id: int, now: float) -> None:
+async def bump(conn: Conn, alert_id: int, now: float) -> None:
     """The alert changed: a new version, so its messages are edited."""
     await conn.execute(
         "UPDATE alerts SET version = version + 1, changed_at = ? WHERE id = ?", (now, alert_id)
     )
 
 
-async def resolve(conn: aiosqlite.Connection, alert_id: int, now: float) -> None:
+async def resolve(conn: Conn, alert_id: int, now: float) -> None:
     await conn.execute(
         "UPDATE alerts SET state = 'resolved', resolved_at = ?, version = version + 1, "
         "changed_at = ? WHERE id = ?",
@@ -87,7 +85,7 @@ async def resolve(conn: aiosqlite.Connection, alert_id: int, now: float) -> None
     )
 
 
-async def acknowledge(conn: aiosqlite.Connection, alert_id: int, actor: str, now: float) -> None:
+async def acknowledge(conn: Conn, alert_id: int, actor: str, now: float) -> None:
     await conn.execute(
         "UPDATE alerts SET state = 'acknowledged', acked_at = ?, acked_by = ?, "
         "version = version + 1, changed_at = ? WHERE id = ? AND state = 'firing'",
@@ -95,7 +93,7 @@ async def acknowledge(conn: aiosqlite.Connection, alert_id: int, actor: str, now
     )
 
 
-async def notified(conn: aiosqlite.Connection, alert_id: int, seq: int, now: float) -> None:
+async def notified(conn: Conn, alert_id: int, seq: int, now: float) -> None:
     """Message number `seq` of the alert went to the outbox."""
     await conn.execute(
         "UPDATE alerts SET notified_version = version, notifications = ?, "
@@ -104,7 +102,7 @@ async def notified(conn: aiosqlite.Connection, alert_id: int, seq: int, now: flo
     )
 
 
-async def edited(conn: aiosqlite.Connection, alert_id: int, *, close: bool) -> None:
+async def edited(conn: Conn, alert_id: int, *, close: bool) -> None:
     """The alert's current version went to the outbox as edits; `close`: nothing follows."""
     await conn.execute(
         "UPDATE alerts SET notified_version = version, closed = ? WHERE id = ?",
@@ -112,7 +110,7 @@ async def edited(conn: aiosqlite.Connection, alert_id: int, *, close: bool) -> N
     )
 
 
-async def members(conn: aiosqlite.Connection, alert_id: int) -> list[aiosqlite.Row]:
+async def members(conn: Conn, alert_id: int) -> list[Row]:
     """The alert's members, live first, by company and label."""
     return await fetch_all(
         conn,
@@ -122,9 +120,7 @@ async def members(conn: aiosqlite.Connection, alert_id: int) -> list[aiosqlite.R
     )
 
 
-async def live_members(
-    conn: aiosqlite.Connection, fingerprints: Sequence[str] | None
-) -> dict[str, aiosqlite.Row]:
+async def live_members(conn: Conn, fingerprints: Sequence[str] | None) -> dict[str, Row]:
     """fingerprint -> (alert_id, fingerprint, label, detail, reason_code, last_at, cause) of the
     live members with these fingerprints (None: all of them)."""
     sql = (
@@ -142,7 +138,7 @@ async def live_members(
 
 
 async def add_member(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     alert_id: int,
     fingerprint: str,
     subject: str,
@@ -163,7 +159,7 @@ async def add_member(
 
 
 async def update_member(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     alert_id: int,
     fingerprint: str,
     label: str,
@@ -178,9 +174,7 @@ async def update_member(
     )
 
 
-async def resolve_member(
-    conn: aiosqlite.Connection, alert_id: int, fingerprint: str, now: float
-) -> bool:
+async def resolve_member(conn: Conn, alert_id: int, fingerprint: str, now: float) -> bool:
     """Resolve a live member; False if it was not live."""
     cur = await conn.execute(
         "UPDATE alert_members SET resolved_at = ? WHERE alert_id = ? AND fingerprint = ? "
@@ -190,7 +184,7 @@ async def resolve_member(
     return cur.rowcount == 1
 
 
-async def live_member_count(conn: aiosqlite.Connection, alert_id: int) -> int:
+async def live_member_count(conn: Conn, alert_id: int) -> int:
     row = await fetch_one(
         conn,
         "SELECT count(*) FROM alert_members WHERE alert_id = ? AND resolved_at IS NULL",
@@ -199,7 +193,7 @@ async def live_member_count(conn: aiosqlite.Connection, alert_id: int) -> int:
     return 0 if row is None else int(row[0])
 
 
-async def mutes(conn: aiosqlite.Connection, now: float | None) -> list[aiosqlite.Row]:
+async def mutes(conn: Conn, now: float | None) -> list[Row]:
     """Mutes active at `now`, newest first (the newest 500); every mute when `now` is None."""
     sql = f"SELECT {MUTE_COLUMNS} FROM mutes"
     args: tuple[float, ...] = ()
@@ -209,23 +203,23 @@ async def mutes(conn: aiosqlite.Connection, now: float | None) -> list[aiosqlite
 
 
 async def add_mute(
-    conn: aiosqlite.Connection, target: str, until: float, author: str, reason: str, now: float
+    conn: Conn, target: str, until: float, author: str, reason: str, now: float
 ) -> int:
-    cur = await conn.execute(
-        "INSERT INTO mutes (target, until, author, reason, created_at) VALUES (?, ?, ?, ?, ?)",
+    return await inserted_id(
+        conn,
+        "INSERT INTO mutes (target, until, author, reason, created_at) VALUES (?, ?, ?, ?, ?) "
+        "RETURNING id",
         (target, until, author, reason, now),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
-async def lift_mute(conn: aiosqlite.Connection, mute_id: int, actor: str, now: float) -> None:
+async def lift_mute(conn: Conn, mute_id: int, actor: str, now: float) -> None:
     await conn.execute(
         "UPDATE mutes SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL",
         (now, actor, mute_id),
     )
 
 
-async def kind_of(conn: aiosqlite.Connection, alert_id: int) -> str | None:
+async def kind_of(conn: Conn, alert_id: int) -> str | None:
     row = await fetch_one(conn, "SELECT kind FROM alerts WHERE id = ?", (alert_id,))
     return None if row is None else str(row[0])

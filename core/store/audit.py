@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-import aiosqlite
-
+from core.store.conn import Conn, Row
 from core.store.db import fetch_all
 
 
 async def record(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     now: float,
     actor: str,
     action: str,
@@ -26,7 +25,7 @@ async def record(
     )
 
 
-async def recent(conn: aiosqlite.Connection, limit: int = 50) -> list[aiosqlite.Row]:
+async def recent(conn: Conn, limit: int = 50) -> list[Row]:
     return await fetch_all(
         conn,
         "SELECT at, actor, action, target, detail, result FROM audit ORDER BY id DESC LIMIT ?",

@@ -6,15 +6,12 @@ writes here is counted there too.
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.clock import day_key
+from core.store.conn import Conn
 from core.store.db import fetch_all
 
 
-async def count(
-    conn: aiosqlite.Connection, agent_id: str, now: float, outcome: str, n: int = 1
-) -> None:
+async def count(conn: Conn, agent_id: str, now: float, outcome: str, n: int = 1) -> None:
     await conn.execute(
         "INSERT INTO heartbeats (agent_id, day, outcome, count) VALUES (?, ?, ?, ?) "
         # The target table named: PostgreSQL calls a bare `count` here ambiguous (issue 14).
@@ -24,9 +21,7 @@ async def count(
     )
 
 
-async def note_queue(
-    conn: aiosqlite.Connection, company_id: str, has_work: bool, now: float
-) -> None:
+async def note_queue(conn: Conn, company_id: str, has_work: bool, now: float) -> None:
     """A beat found the company with work (the streak ends) or without (it grows)."""
     if has_work:
         await conn.execute(
@@ -42,7 +37,7 @@ async def note_queue(
         )
 
 
-async def empty_queues(conn: aiosqlite.Connection) -> dict[str, tuple[int, float | None]]:
+async def empty_queues(conn: Conn) -> dict[str, tuple[int, float | None]]:
     """company id -> (beats in a row that found no work, since when)."""
     found = await fetch_all(conn, "SELECT company_id, empty_beats, empty_since FROM queue_watch")
     return {r[0]: (r[1], r[2]) for r in found}

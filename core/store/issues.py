@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
 from core.models import WORKABLE_ISSUE_STATUSES, Comment, Issue, IssueStatus, Priority
 from core.store import rows
-from core.store.db import fetch_all, fetch_one
+from core.store.conn import Conn
+from core.store.db import fetch_all, fetch_one, inserted_id
 
 _STATUSES = ", ".join(f"'{s.value}'" for s in sorted(WORKABLE_ISSUE_STATUSES))
 
@@ -57,13 +56,13 @@ _OLDEST_FIRST = "ORDER BY priority, created_at, number"
 URGENT = Priority.CRITICAL.rank  # worked outside active hours too
 
 
-async def get(conn: aiosqlite.Connection, issue_id: str) -> Issue | None:
+async def get(conn: Conn, issue_id: str) -> Issue | None:
     row = await fetch_one(conn, f"{_SELECT} WHERE id = ?", (issue_id,))
     return None if row is None else rows.issue(row)
 
 
 async def find(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     company_id: str | None = None,
     assignee_id: str | None = None,
@@ -89,7 +88,7 @@ async def find(
     return [rows.issue(r) for r in await fetch_all(conn, sql, (*args, limit))]
 
 
-async def inbox(conn: aiosqlite.Connection, agent_id: str, limit: int = 100) -> list[Issue]:
+async def inbox(conn: Conn, agent_id: str, limit: int = 100) -> list[Issue]:
     found = await fetch_all(
         conn,
         f"{_SELECT} WHERE assignee_id = :agent AND {IN_INBOX} {_OLDEST_FIRST} LIMIT :limit",
@@ -99,7 +98,7 @@ async def inbox(conn: aiosqlite.Connection, agent_id: str, limit: int = 100) -> 
 
 
 async def next_workable(
-    conn: aiosqlite.Connection, agent_id: str, now: float, *, urgent_only: bool = False
+    conn: Conn, agent_id: str, now: float, *, urgent_only: bool = False
 ) -> Issue | None:
     """The agent's first workable issue by priority, then age (what its heartbeat dispatches);
     `urgent_only`: critical ones alone (outside the agent's active hours)."""
@@ -112,9 +111,7 @@ async def next_workable(
     return None if row is None else rows.issue(row)
 
 
-async def workable_one(
-    conn: aiosqlite.Connection, issue_id: str, agent_id: str, now: float
-) -> Issue | None:
+async def workable_one(conn: Conn, issue_id: str, agent_id: str, now: float) -> Issue | None:
     """The issue, if it is `agent_id`'s and workable now (a wake that names its issue)."""
     row = await fetch_one(
         conn,
@@ -124,7 +121,7 @@ async def workable_one(
     return None if row is None else rows.issue(row)
 
 
-async def has_workable(conn: aiosqlite.Connection, agent_id: str, now: float) -> bool:
+async def has_workable(conn: Conn, agent_id: str, now: float) -> bool:
     row = await fetch_one(
         conn,
         f"SELECT 1 FROM issues WHERE assignee_id = :agent AND {WORKABLE} LIMIT 1",
@@ -133,7 +130,7 @@ async def has_workable(conn: aiosqlite.Connection, agent_id: str, now: float) ->
     return row is not None
 
 
-async def has_inbox(conn: aiosqlite.Connection, agent_id: str) -> bool:
+async def has_inbox(conn: Conn, agent_id: str) -> bool:
     """Does the agent's inbox hold anything (leased, backing off or waiting on a question too)?"""
     row = await fetch_one(
         conn,
@@ -144,7 +141,7 @@ async def has_inbox(conn: aiosqlite.Connection, agent_id: str) -> bool:
 
 
 async def backlog(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     company_id: str | None = None,
     assignee_id: str | None = None,
@@ -166,7 +163,7 @@ async def backlog(
     return [rows.issue(r) for r in found]
 
 
-async def backlog_count(conn: aiosqlite.Connection, company_id: str) -> int:
+async def backlog_count(conn: Conn, company_id: str) -> int:
     """Issues in the company's backlog (an index range on issues_company_status)."""
     row = await fetch_one(
         conn,
@@ -176,7 +173,7 @@ async def backlog_count(conn: aiosqlite.Connection, company_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def promote(conn: aiosqlite.Connection, issue_id: str, now: float) -> bool:
+async def promote(conn: Conn, issue_id: str, now: float) -> bool:
     """backlog -> todo, if it is still in the backlog (compare-and-set)."""
     cur = await conn.execute(
         "UPDATE issues SET status = 'todo', reason = 'promoted from the backlog', updated_at = ? "
@@ -186,16 +183,14 @@ async def promote(conn: aiosqlite.Connection, issue_id: str, now: float) -> bool
     return cur.rowcount == 1
 
 
-async def set_priority(
-    conn: aiosqlite.Connection, issue_id: str, priority: Priority, now: float
-) -> None:
+async def set_priority(conn: Conn, issue_id: str, priority: Priority, now: float) -> None:
     await conn.execute(
         "UPDATE issues SET priority = ?, updated_at = ? WHERE id = ?",
         (priority.rank, now, issue_id),
     )
 
 
-async def open_by(conn: aiosqlite.Connection, company_id: str, created_by: str) -> Issue | None:
+async def open_by(conn: Conn, company_id: str, created_by: str) -> Issue | None:
     """The newest open issue of the company filed by `created_by` (e.g. the planner)."""
     row = await fetch_one(
         conn,
@@ -206,9 +201,7 @@ async def open_by(conn: aiosqlite.Connection, company_id: str, created_by: str) 
     return None if row is None else rows.issue(row)
 
 
-async def last_filed_by(
-    conn: aiosqlite.Connection, company_id: str, created_by: str
-) -> float | None:
+async def last_filed_by(conn: Conn, company_id: str, created_by: str) -> float | None:
     """When `created_by` last filed an issue in the company (the planner's period)."""
     row = await fetch_one(
         conn,
@@ -218,7 +211,7 @@ async def last_filed_by(
     return None if row is None else row[0]
 
 
-async def open_of_routine(conn: aiosqlite.Connection, routine_id: int) -> Issue | None:
+async def open_of_routine(conn: Conn, routine_id: int) -> Issue | None:
     """The routine's instance still open, if any (at most one: core.queues.routines)."""
     row = await fetch_one(
         conn,
@@ -229,7 +222,7 @@ async def open_of_routine(conn: aiosqlite.Connection, routine_id: int) -> Issue 
     return None if row is None else rows.issue(row)
 
 
-async def recently_done(conn: aiosqlite.Connection, company_id: str, limit: int) -> list[Issue]:
+async def recently_done(conn: Conn, company_id: str, limit: int) -> list[Issue]:
     found = await fetch_all(
         conn,
         f"{_SELECT} WHERE company_id = ? AND status = 'done' ORDER BY updated_at DESC LIMIT ?",
@@ -238,7 +231,7 @@ async def recently_done(conn: aiosqlite.Connection, company_id: str, limit: int)
     return [rows.issue(r) for r in found]
 
 
-async def company_has_work(conn: aiosqlite.Connection, company_id: str) -> bool:
+async def company_has_work(conn: Conn, company_id: str) -> bool:
     """Does any of the company's inboxes hold an issue (leased or waiting out a backoff too)?"""
     row = await fetch_one(
         conn,
@@ -248,13 +241,13 @@ async def company_has_work(conn: aiosqlite.Connection, company_id: str) -> bool:
     return row is not None
 
 
-async def blocked(conn: aiosqlite.Connection) -> list[Issue]:
+async def blocked(conn: Conn) -> list[Issue]:
     """Every blocked issue, longest blocked first."""
     found = await fetch_all(conn, f"{_SELECT} WHERE status = 'blocked' ORDER BY updated_at")
     return [rows.issue(r) for r in found]
 
 
-async def comments(conn: aiosqlite.Connection, issue_id: str) -> list[Comment]:
+async def comments(conn: Conn, issue_id: str) -> list[Comment]:
     found = await fetch_all(
         conn,
         "SELECT id, issue_id, author, body, created_at FROM comments WHERE issue_id = ? "
@@ -265,7 +258,7 @@ async def comments(conn: aiosqlite.Connection, issue_id: str) -> list[Comment]:
 
 
 async def file(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     company_id: str,
     assignee_id: str,
@@ -302,7 +295,7 @@ async def file(
     return issue
 
 
-async def assign(conn: aiosqlite.Connection, issue_id: str, agent_id: str, now: float) -> None:
+async def assign(conn: Conn, issue_id: str, agent_id: str, now: float) -> None:
     """A fresh assignee gets a fresh attempt budget and no backoff."""
     await conn.execute(
         "UPDATE issues SET assignee_id = ?, attempts = 0, not_before = NULL, updated_at = ? "
@@ -311,20 +304,19 @@ async def assign(conn: aiosqlite.Connection, issue_id: str, agent_id: str, now: 
     )
 
 
-async def add_comment(
-    conn: aiosqlite.Connection, issue_id: str, author: str, body: str, now: float
-) -> int:
-    cur = await conn.execute(
-        "INSERT INTO comments (issue_id, author, body, created_at) VALUES (?, ?, ?, ?)",
+async def add_comment(conn: Conn, issue_id: str, author: str, body: str, now: float) -> int:
+    comment_id = await inserted_id(
+        conn,
+        "INSERT INTO comments (issue_id, author, body, created_at) VALUES (?, ?, ?, ?) "
+        "RETURNING id",
         (issue_id, author, body, now),
     )
     await conn.execute("UPDATE issues SET updated_at = ? WHERE id = ?", (now, issue_id))
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    return comment_id
 
 
 async def move(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     issue_id: str,
     status: IssueStatus,
     reason: str,
@@ -341,9 +333,7 @@ async def move(
     )
 
 
-async def lease(
-    conn: aiosqlite.Connection, issue_id: str, run_id: str, until: float, now: float
-) -> bool:
+async def lease(conn: Conn, issue_id: str, run_id: str, until: float, now: float) -> bool:
     """Take the issue for `run_id` and count an attempt, if it is workable now: the
     compare-and-set that makes a stale read unable to dispatch finished work."""
     cur = await conn.execute(
@@ -355,7 +345,7 @@ async def lease(
 
 
 async def claim(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     issue_id: str,
     run_id: str,
     until: float,
@@ -372,7 +362,7 @@ async def claim(
 
 
 async def settle(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     issue_id: str,
     run_id: str,
     status: IssueStatus,
@@ -395,18 +385,16 @@ async def settle(
     )
 
 
-async def give_back(conn: aiosqlite.Connection, issue_id: str, run_id: str, now: float) -> None:
+async def give_back(conn: Conn, issue_id: str, run_id: str, now: float) -> None:
     """Drop `run_id`'s lease and return the attempt it cost (a run that did not fail)."""
     await conn.execute(
         "UPDATE issues SET lease_run_id = NULL, lease_until = NULL, "
-        "attempts = MAX(0, attempts - 1), updated_at = ? WHERE id = ? AND lease_run_id = ?",
+        "attempts = GREATEST(0, attempts - 1), updated_at = ? WHERE id = ? AND lease_run_id = ?",
         (now, issue_id, run_id),
     )
 
 
-async def block(
-    conn: aiosqlite.Connection, issue_id: str, run_id: str, reason: str, now: float
-) -> None:
+async def block(conn: Conn, issue_id: str, run_id: str, reason: str, now: float) -> None:
     """Drop `run_id`'s lease and block the issue (its attempt budget is spent)."""
     await conn.execute(
         "UPDATE issues SET status = 'blocked', reason = ?, lease_run_id = NULL, "
@@ -415,9 +403,7 @@ async def block(
     )
 
 
-async def back_off(
-    conn: aiosqlite.Connection, issue_id: str, run_id: str, until: float, now: float
-) -> None:
+async def back_off(conn: Conn, issue_id: str, run_id: str, until: float, now: float) -> None:
     """Drop `run_id`'s lease; the issue is workable again from `until`."""
     await conn.execute(
         "UPDATE issues SET lease_run_id = NULL, lease_until = NULL, not_before = ?, "
@@ -426,7 +412,7 @@ async def back_off(
     )
 
 
-async def block_loop(conn: aiosqlite.Connection, issue_id: str, reason: str, now: float) -> bool:
+async def block_loop(conn: Conn, issue_id: str, reason: str, now: float) -> bool:
     """Block a workable issue instead of dispatching it again (the loop guard)."""
     cur = await conn.execute(
         "UPDATE issues SET status = 'blocked', reason = :reason, lease_run_id = NULL, "
@@ -436,7 +422,7 @@ async def block_loop(conn: aiosqlite.Connection, issue_id: str, reason: str, now
     return cur.rowcount == 1
 
 
-async def clear_stale_leases(conn: aiosqlite.Connection, now: float) -> int:
+async def clear_stale_leases(conn: Conn, now: float) -> int:
     """Drop leases past their time whose run is not live; the status is left as it is."""
     cur = await conn.execute(
         "UPDATE issues SET lease_run_id = NULL, lease_until = NULL WHERE "
@@ -448,7 +434,7 @@ async def clear_stale_leases(conn: aiosqlite.Connection, now: float) -> int:
 
 
 async def retry_candidates(
-    conn: aiosqlite.Connection, now: float, limit: int = 500
+    conn: Conn, now: float, limit: int = 500
 ) -> list[tuple[str, str, float]]:
     """(issue id, assignee id, not_before) of unleased workable issues whose backoff after a
     failed run is over and whose agent is idle, longest waiting first."""
@@ -464,7 +450,7 @@ async def retry_candidates(
 
 
 async def end_backoff(
-    conn: aiosqlite.Connection, issue_id: str, agent_id: str, not_before: float, now: float
+    conn: Conn, issue_id: str, agent_id: str, not_before: float, now: float
 ) -> bool:
     """Clear the backoff if the issue is still `agent_id`'s, workable, and waiting on exactly
     `not_before` (compare-and-set: a change after recovery read it wins)."""

@@ -3,17 +3,16 @@ id, so a reply to it can be told apart; and each chat's pinned "waiting on you" 
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.models import MessageLink
 from core.store import rows
+from core.store.conn import Conn
 from core.store.db import fetch_one
 
 _SELECT = f"SELECT {rows.LINK_COLUMNS} FROM message_links"
 
 
 async def record(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     chat: str,
     message_id: int,
     kind: str,
@@ -31,12 +30,12 @@ async def record(
     )
 
 
-async def get(conn: aiosqlite.Connection, chat: str, message_id: int) -> MessageLink | None:
+async def get(conn: Conn, chat: str, message_id: int) -> MessageLink | None:
     row = await fetch_one(conn, f"{_SELECT} WHERE chat = ? AND message_id = ?", (chat, message_id))
     return None if row is None else rows.link(row)
 
 
-async def latest(conn: aiosqlite.Connection, chat: str, kind: str) -> MessageLink | None:
+async def latest(conn: Conn, chat: str, kind: str) -> MessageLink | None:
     """The chat's newest message of `kind` (its pinned card)."""
     row = await fetch_one(
         conn,
@@ -46,13 +45,13 @@ async def latest(conn: aiosqlite.Connection, chat: str, kind: str) -> MessageLin
     return None if row is None else rows.link(row)
 
 
-async def forget(conn: aiosqlite.Connection, chat: str, message_id: int) -> None:
+async def forget(conn: Conn, chat: str, message_id: int) -> None:
     await conn.execute(
         "DELETE FROM message_links WHERE chat = ? AND message_id = ?", (chat, message_id)
     )
 
 
-async def prune(conn: aiosqlite.Connection, before: float) -> int:
+async def prune(conn: Conn, before: float) -> int:
     """Forget links older than `before` (but never a pinned card): nobody replies to those."""
     cur = await conn.execute(
         "DELETE FROM message_links WHERE created_at < ? AND kind != 'pin'", (before,)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
+from core.store.conn import Conn, Row
 from core.store.db import fetch_all, fetch_one
 
 _COLUMNS = (
@@ -21,7 +20,7 @@ _SELECT = f"SELECT {_COLUMNS} FROM outbox"
 
 
 async def insert(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     kind: str,
     chat: str,
     thread_id: int | None,
@@ -32,18 +31,17 @@ async def insert(
     now: float,
 ) -> int | None:
     """A pending row due now; None if a row with `dedupe_key` exists already."""
-    cur = await conn.execute(
+    found = await fetch_one(
+        conn,
         "INSERT INTO outbox (kind, chat, thread_id, company_id, alert_id, payload, "
         "dedupe_key, state, created_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
-        "ON CONFLICT (dedupe_key) DO NOTHING",
+        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
         (kind, chat, thread_id, company_id, alert_id, payload, dedupe_key, now, now),
     )
-    return cur.lastrowid if cur.rowcount == 1 else None
+    return None if found is None else int(found[0])
 
 
-async def has_pending(
-    conn: aiosqlite.Connection, alert_id: int, chat: str, kinds: Sequence[str]
-) -> bool:
+async def has_pending(conn: Conn, alert_id: int, chat: str, kinds: Sequence[str]) -> bool:
     marks = ",".join("?" for _ in kinds)
     row = await fetch_one(
         conn,
@@ -54,7 +52,7 @@ async def has_pending(
     return row is not None
 
 
-async def supersede_edits(conn: aiosqlite.Connection, alert_id: int, chat: str) -> None:
+async def supersede_edits(conn: Conn, alert_id: int, chat: str) -> None:
     """Pending edits of the alert in `chat` are carried by a newer message."""
     await conn.execute(
         "UPDATE outbox SET state = 'superseded', error = 'a newer message carries it' "
@@ -63,9 +61,7 @@ async def supersede_edits(conn: aiosqlite.Connection, alert_id: int, chat: str) 
     )
 
 
-async def has_message(
-    conn: aiosqlite.Connection, alert_id: int, chat: str, state: str | None = None
-) -> bool:
+async def has_message(conn: Conn, alert_id: int, chat: str, state: str | None = None) -> bool:
     """Was a new message for the alert put in the outbox for `chat` (and is it in `state`)?"""
     sql = "SELECT 1 FROM outbox WHERE alert_id = ? AND chat = ? AND kind = 'alert'"
     args: tuple[Any, ...] = (alert_id, chat)
@@ -74,9 +70,7 @@ async def has_message(
     return await fetch_one(conn, sql + " LIMIT 1", args) is not None
 
 
-async def alert_chats(
-    conn: aiosqlite.Connection, alert_id: int
-) -> list[tuple[str, int | None, str | None]]:
+async def alert_chats(conn: Conn, alert_id: int) -> list[tuple[str, int | None, str | None]]:
     """(chat, thread id, company id) of every chat a new message for the alert went to."""
     found = await fetch_all(
         conn,
@@ -87,7 +81,7 @@ async def alert_chats(
     return [(r[0], r[1], r[2]) for r in found]
 
 
-async def due(conn: aiosqlite.Connection, now: float, limit: int) -> list[aiosqlite.Row]:
+async def due(conn: Conn, now: float, limit: int) -> list[Row]:
     return await fetch_all(
         conn,
         f"{_SELECT} WHERE state = 'pending' AND due_at <= ? ORDER BY id LIMIT ?",
@@ -95,16 +89,16 @@ async def due(conn: aiosqlite.Connection, now: float, limit: int) -> list[aiosql
     )
 
 
-async def next_due_at(conn: aiosqlite.Connection) -> float | None:
+async def next_due_at(conn: Conn) -> float | None:
     row = await fetch_one(conn, "SELECT min(due_at) FROM outbox WHERE state = 'pending'")
     return None if row is None or row[0] is None else float(row[0])
 
 
-async def get(conn: aiosqlite.Connection, row_id: int) -> aiosqlite.Row | None:
+async def get(conn: Conn, row_id: int) -> Row | None:
     return await fetch_one(conn, f"{_SELECT} WHERE id = ?", (row_id,))
 
 
-async def in_state(conn: aiosqlite.Connection, state: str | None) -> list[aiosqlite.Row]:
+async def in_state(conn: Conn, state: str | None) -> list[Row]:
     """Every row (in `state`), oldest first."""
     sql = _SELECT
     args: tuple[str, ...] = ()
@@ -113,12 +107,12 @@ async def in_state(conn: aiosqlite.Connection, state: str | None) -> list[aiosql
     return await fetch_all(conn, sql + " ORDER BY id", args)
 
 
-async def counts(conn: aiosqlite.Connection) -> dict[str, int]:
+async def counts(conn: Conn) -> dict[str, int]:
     found = await fetch_all(conn, "SELECT state, count(*) FROM outbox GROUP BY state")
     return {r[0]: r[1] for r in found}
 
 
-async def pending_alerts(conn: aiosqlite.Connection, now: float) -> list[aiosqlite.Row]:
+async def pending_alerts(conn: Conn, now: float) -> list[Row]:
     """Pending new-alert messages that are due, oldest first (what a digest may carry)."""
     return await fetch_all(
         conn,
@@ -127,9 +121,7 @@ async def pending_alerts(conn: aiosqlite.Connection, now: float) -> list[aiosqli
     )
 
 
-async def pending_digest(
-    conn: aiosqlite.Connection, chat: str, thread_id: int | None
-) -> aiosqlite.Row | None:
+async def pending_digest(conn: Conn, chat: str, thread_id: int | None) -> Row | None:
     """The digest still waiting for this chat (and topic), if any."""
     return await fetch_one(
         conn,
@@ -139,11 +131,11 @@ async def pending_digest(
     )
 
 
-async def set_payload(conn: aiosqlite.Connection, row_id: int, payload: str) -> None:
+async def set_payload(conn: Conn, row_id: int, payload: str) -> None:
     await conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (payload, row_id))
 
 
-async def coalesce(conn: aiosqlite.Connection, row_ids: Sequence[int], digest_id: int) -> None:
+async def coalesce(conn: Conn, row_ids: Sequence[int], digest_id: int) -> None:
     """pending -> coalesced: these new-alert rows are carried by digest row `digest_id`."""
     marks = ",".join("?" for _ in row_ids)
     await conn.execute(
@@ -153,9 +145,7 @@ async def coalesce(conn: aiosqlite.Connection, row_ids: Sequence[int], digest_id
     )
 
 
-async def sent_digest(
-    conn: aiosqlite.Connection, chat: str, message_id: int
-) -> aiosqlite.Row | None:
+async def sent_digest(conn: Conn, chat: str, message_id: int) -> Row | None:
     """The digest row whose message in `chat` (as configured) is `message_id`."""
     return await fetch_one(
         conn,
@@ -165,7 +155,7 @@ async def sent_digest(
     )
 
 
-async def start(conn: aiosqlite.Connection, row_id: int, now: float) -> bool:
+async def start(conn: Conn, row_id: int, now: float) -> bool:
     """pending -> sending, counting the attempt; False if the row was not pending."""
     cur = await conn.execute(
         "UPDATE outbox SET state = 'sending', attempts = attempts + 1, started_at = ? "
@@ -176,7 +166,7 @@ async def start(conn: aiosqlite.Connection, row_id: int, now: float) -> bool:
 
 
 async def sent(
-    conn: aiosqlite.Connection, row_id: int, message_id: int | None, now: float
+    conn: Conn, row_id: int, message_id: int | None, now: float
 ) -> tuple[str, int | None, str, str] | None:
     """sending -> sent; returns the row's (kind, alert id, chat, payload), None if there is
     no row."""
@@ -191,7 +181,7 @@ async def sent(
     return None if row is None else (row[0], row[1], row[2], row[3])
 
 
-async def retry_at(conn: aiosqlite.Connection, row_id: int, due_at: float, error: str) -> bool:
+async def retry_at(conn: Conn, row_id: int, due_at: float, error: str) -> bool:
     """sending -> pending, due again at `due_at`."""
     cur = await conn.execute(
         "UPDATE outbox SET state = 'pending', due_at = ?, error = ? "
@@ -201,7 +191,7 @@ async def retry_at(conn: aiosqlite.Connection, row_id: int, due_at: float, error
     return cur.rowcount == 1
 
 
-async def set_state(conn: aiosqlite.Connection, row_id: int, state: str, error: str) -> bool:
+async def set_state(conn: Conn, row_id: int, state: str, error: str) -> bool:
     """Any state -> `state` (dead, superseded, or back after a crash), with why."""
     cur = await conn.execute(
         "UPDATE outbox SET state = ?, error = ? WHERE id = ?", (state, error, row_id)
@@ -210,7 +200,7 @@ async def set_state(conn: aiosqlite.Connection, row_id: int, state: str, error: 
 
 
 async def record_delivery(
-    conn: aiosqlite.Connection, alert_id: int, chat: str, message_id: int, now: float
+    conn: Conn, alert_id: int, chat: str, message_id: int, now: float
 ) -> None:
     await conn.execute(
         "INSERT INTO deliveries (alert_id, chat, message_id, sent_at) VALUES (?, ?, ?, ?) "
@@ -220,23 +210,23 @@ async def record_delivery(
     )
 
 
-async def delivery(conn: aiosqlite.Connection, alert_id: int, chat: str) -> int | None:
+async def delivery(conn: Conn, alert_id: int, chat: str) -> int | None:
     row = await fetch_one(
         conn, "SELECT message_id FROM deliveries WHERE alert_id = ? AND chat = ?", (alert_id, chat)
     )
     return None if row is None or row[0] is None else int(row[0])
 
 
-async def forget_delivery(conn: aiosqlite.Connection, alert_id: int, chat: str) -> None:
+async def forget_delivery(conn: Conn, alert_id: int, chat: str) -> None:
     await conn.execute("DELETE FROM deliveries WHERE alert_id = ? AND chat = ?", (alert_id, chat))
 
 
-async def migrated_to(conn: aiosqlite.Connection, chat: str) -> str | None:
+async def migrated_to(conn: Conn, chat: str) -> str | None:
     row = await fetch_one(conn, "SELECT migrated_to FROM recipients WHERE chat = ?", (chat,))
     return None if row is None or row[0] is None else str(row[0])
 
 
-async def migrate(conn: aiosqlite.Connection, old: str, new: str) -> None:
+async def migrate(conn: Conn, old: str, new: str) -> None:
     await conn.execute(
         "INSERT INTO recipients (chat, migrated_to) VALUES (?, ?) "
         "ON CONFLICT (chat) DO UPDATE SET migrated_to = excluded.migrated_to",
@@ -244,9 +234,7 @@ async def migrate(conn: aiosqlite.Connection, old: str, new: str) -> None:
     )
 
 
-async def mark_undeliverable(
-    conn: aiosqlite.Connection, chat: str, now: float, reason: str
-) -> None:
+async def mark_undeliverable(conn: Conn, chat: str, now: float, reason: str) -> None:
     await conn.execute(
         "INSERT INTO recipients (chat, undeliverable_at, reason) VALUES (?, ?, ?) "
         "ON CONFLICT (chat) DO UPDATE SET undeliverable_at = excluded.undeliverable_at, "
@@ -255,12 +243,12 @@ async def mark_undeliverable(
     )
 
 
-async def mark_deliverable(conn: aiosqlite.Connection, chat: str) -> None:
+async def mark_deliverable(conn: Conn, chat: str) -> None:
     await conn.execute(
         "UPDATE recipients SET undeliverable_at = NULL, reason = '' WHERE chat = ?", (chat,)
     )
 
 
-async def undeliverable_since(conn: aiosqlite.Connection, chat: str) -> float | None:
+async def undeliverable_since(conn: Conn, chat: str) -> float | None:
     row = await fetch_one(conn, "SELECT undeliverable_at FROM recipients WHERE chat = ?", (chat,))
     return None if row is None or row[0] is None else float(row[0])

@@ -9,29 +9,26 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import aiosqlite
-
 from core.models import Question, QuestionKind
 from core.store import rows
-from core.store.db import fetch_all, fetch_one
+from core.store.conn import Conn
+from core.store.db import fetch_all, fetch_one, inserted_id
 
 _SELECT = f"SELECT {rows.QUESTION_COLUMNS} FROM questions"
 
 
-async def get(conn: aiosqlite.Connection, question_id: int) -> Question | None:
+async def get(conn: Conn, question_id: int) -> Question | None:
     row = await fetch_one(conn, f"{_SELECT} WHERE id = ?", (question_id,))
     return None if row is None else rows.question(row)
 
 
-async def for_issue(conn: aiosqlite.Connection, issue_id: str) -> list[Question]:
+async def for_issue(conn: Conn, issue_id: str) -> list[Question]:
     """The issue's questions, oldest first."""
     found = await fetch_all(conn, f"{_SELECT} WHERE issue_id = ? ORDER BY id", (issue_id,))
     return [rows.question(r) for r in found]
 
 
-async def open_ones(
-    conn: aiosqlite.Connection, company_id: str | None = None, limit: int = 200
-) -> list[Question]:
+async def open_ones(conn: Conn, company_id: str | None = None, limit: int = 200) -> list[Question]:
     """Open questions (of one company), oldest first: what is waiting on the owner."""
     where, args = "status = 'open'", tuple[str, ...]()
     if company_id is not None:
@@ -40,7 +37,7 @@ async def open_ones(
     return [rows.question(r) for r in found]
 
 
-async def has_open(conn: aiosqlite.Connection, issue_id: str) -> bool:
+async def has_open(conn: Conn, issue_id: str) -> bool:
     row = await fetch_one(
         conn, "SELECT 1 FROM questions WHERE issue_id = ? AND status = 'open' LIMIT 1", (issue_id,)
     )
@@ -48,7 +45,7 @@ async def has_open(conn: aiosqlite.Connection, issue_id: str) -> bool:
 
 
 async def open_for_run(
-    conn: aiosqlite.Connection, issue_id: str, run_id: str, agent_id: str, since: float
+    conn: Conn, issue_id: str, run_id: str, agent_id: str, since: float
 ) -> list[int]:
     """Open questions on the issue that this run asked: by its run id, or by its agent while
     it ran (a question asked without naming a run)."""
@@ -62,7 +59,7 @@ async def open_for_run(
 
 
 async def insert(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     company_id: str,
     issue_id: str,
@@ -73,19 +70,19 @@ async def insert(
     choices: Sequence[str],
     now: float,
 ) -> Question:
-    cur = await conn.execute(
+    question_id = await inserted_id(
+        conn,
         "INSERT INTO questions (company_id, issue_id, agent_id, run_id, kind, text, choices, "
-        "asked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "asked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (company_id, issue_id, agent_id, run_id, kind.value, text, json.dumps(list(choices)), now),
     )
-    assert cur.lastrowid is not None
-    found = await get(conn, cur.lastrowid)
+    found = await get(conn, question_id)
     assert found is not None
     return found
 
 
 async def answer(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     question_id: int,
     answer: str,
     actor: str,
@@ -101,9 +98,7 @@ async def answer(
     return cur.rowcount == 1
 
 
-async def cancel_open(
-    conn: aiosqlite.Connection, issue_id: str, actor: str, why: str, now: float
-) -> list[int]:
+async def cancel_open(conn: Conn, issue_id: str, actor: str, why: str, now: float) -> list[int]:
     """Cancel every open question of the issue (it ended or was closed); their ids."""
     found = await fetch_all(
         conn,

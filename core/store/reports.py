@@ -5,11 +5,10 @@ runs.company_id and company_heartbeats (schema migration 3) spare the board a jo
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.clock import day_key
 from core.models import HeartbeatOutcome, Issue
 from core.store import rows
+from core.store.conn import Conn
 from core.store.db import fetch_all
 
 # An LLM call saved: a heartbeat that woke no model (no work, or a paused, erroring,
@@ -18,7 +17,7 @@ from core.store.db import fetch_all
 _SAVED = f"outcome != '{HeartbeatOutcome.DISPATCHED.value}'"
 
 
-async def agents_by_status(conn: aiosqlite.Connection) -> list[tuple[str, str, int]]:
+async def agents_by_status(conn: Conn) -> list[tuple[str, str, int]]:
     """(company id, agent status, agents)."""
     found = await fetch_all(
         conn,
@@ -28,7 +27,7 @@ async def agents_by_status(conn: aiosqlite.Connection) -> list[tuple[str, str, i
     return [(r[0], r[1], r[2]) for r in found]
 
 
-async def issues_by_status(conn: aiosqlite.Connection) -> list[tuple[str, str, int]]:
+async def issues_by_status(conn: Conn) -> list[tuple[str, str, int]]:
     """(company id, issue status, issues)."""
     found = await fetch_all(
         conn, "SELECT company_id, status, count(*) FROM issues GROUP BY company_id, status"
@@ -36,9 +35,7 @@ async def issues_by_status(conn: aiosqlite.Connection) -> list[tuple[str, str, i
     return [(r[0], r[1], r[2]) for r in found]
 
 
-async def company_runs(
-    conn: aiosqlite.Connection, since: float
-) -> list[tuple[str, int, int, float]]:
+async def company_runs(conn: Conn, since: float) -> list[tuple[str, int, int, float]]:
     """(company id, runs started since `since`, their tokens, their cost)."""
     found = await fetch_all(
         conn,
@@ -49,7 +46,7 @@ async def company_runs(
     return [(r[0], r[1], r[2], r[3]) for r in found]
 
 
-async def company_saved_calls(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
+async def company_saved_calls(conn: Conn, since: float) -> dict[str, int]:
     """company id -> LLM calls saved (heartbeats that woke no model), from the day of `since`
     on (the per-company totals)."""
     found = await fetch_all(
@@ -61,7 +58,7 @@ async def company_saved_calls(conn: aiosqlite.Connection, since: float) -> dict[
     return {r[0]: r[1] for r in found}
 
 
-async def saved_calls_by_agent_company(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
+async def saved_calls_by_agent_company(conn: Conn, since: float) -> dict[str, int]:
     """company id -> LLM calls saved (heartbeats that woke no model), from the day of `since`
     on, counted over the companies' current agents."""
     found = await fetch_all(
@@ -73,7 +70,7 @@ async def saved_calls_by_agent_company(conn: aiosqlite.Connection, since: float)
     return {r[0]: r[1] for r in found}
 
 
-async def filed_since(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
+async def filed_since(conn: Conn, since: float) -> dict[str, int]:
     found = await fetch_all(
         conn,
         "SELECT company_id, count(*) FROM issues WHERE created_at >= ? GROUP BY company_id",
@@ -82,7 +79,7 @@ async def filed_since(conn: aiosqlite.Connection, since: float) -> dict[str, int
     return {r[0]: r[1] for r in found}
 
 
-async def done_since(conn: aiosqlite.Connection, since: float) -> dict[str, int]:
+async def done_since(conn: Conn, since: float) -> dict[str, int]:
     found = await fetch_all(
         conn,
         "SELECT company_id, count(*) FROM issues WHERE status = 'done' AND updated_at >= ? "
@@ -92,7 +89,7 @@ async def done_since(conn: aiosqlite.Connection, since: float) -> dict[str, int]
     return {r[0]: r[1] for r in found}
 
 
-async def newest_blocked(conn: aiosqlite.Connection, limit: int = 200) -> list[Issue]:
+async def newest_blocked(conn: Conn, limit: int = 200) -> list[Issue]:
     found = await fetch_all(
         conn,
         f"SELECT {rows.ISSUE_COLUMNS} FROM issues WHERE status = 'blocked' "
@@ -102,9 +99,7 @@ async def newest_blocked(conn: aiosqlite.Connection, limit: int = 200) -> list[I
     return [rows.issue(r) for r in found]
 
 
-async def runs_by_status(
-    conn: aiosqlite.Connection, since: float
-) -> list[tuple[str, str, int, float]]:
+async def runs_by_status(conn: Conn, since: float) -> list[tuple[str, str, int, float]]:
     """(company id, run status, runs started since `since`, their cost)."""
     found = await fetch_all(
         conn,
@@ -116,7 +111,7 @@ async def runs_by_status(
 
 
 async def summaries_since(
-    conn: aiosqlite.Connection, since: float, limit: int
+    conn: Conn, since: float, limit: int
 ) -> list[tuple[str, str, str | None, str, float]]:
     """(agent id, company id, issue id, body, created at) of the newest summaries."""
     found = await fetch_all(
@@ -130,7 +125,7 @@ async def summaries_since(
 
 
 async def agent_usage(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     start: float,
     end: float,
     company_id: str | None,
@@ -170,7 +165,7 @@ async def agent_usage(
 
 
 async def closed_by_agent(
-    conn: aiosqlite.Connection, start: float, end: float, company_id: str | None
+    conn: Conn, start: float, end: float, company_id: str | None
 ) -> dict[str, int]:
     """assignee id -> issues that reached done in [start, end) (their last update)."""
     where, args = "", tuple[str, ...]()
@@ -187,7 +182,7 @@ async def closed_by_agent(
 
 
 async def audited_issues_since(
-    conn: aiosqlite.Connection, action: str, since: float, limit: int = 200
+    conn: Conn, action: str, since: float, limit: int = 200
 ) -> list[tuple[str, str]]:
     """(company id, issue id) of the newest audit rows of one issue action since `since`,
     newest first (the digest's promotions)."""
@@ -201,7 +196,7 @@ async def audited_issues_since(
 
 
 async def agent_skipped_beats(
-    conn: aiosqlite.Connection, start: float, end: float, company_id: str | None
+    conn: Conn, start: float, end: float, company_id: str | None
 ) -> list[tuple[str, str, str, int]]:
     """(agent id, company id, heartbeat outcome, beats) of every beat that woke no model, on
     the days of [start, end)."""

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.models import Priority, Routine
 from core.store import rows
+from core.store.conn import Conn
 from core.store.db import fetch_all, fetch_one
 
 _SELECT = f"SELECT {rows.ROUTINE_COLUMNS} FROM routines"
 
 
-async def get(conn: aiosqlite.Connection, routine_id: int) -> Routine | None:
+async def get(conn: Conn, routine_id: int) -> Routine | None:
     row = await fetch_one(conn, f"{_SELECT} WHERE id = ?", (routine_id,))
     return None if row is None else rows.routine(row)
 
 
-async def named(conn: aiosqlite.Connection, name: str, company_id: str | None) -> list[Routine]:
+async def named(conn: Conn, name: str, company_id: str | None) -> list[Routine]:
     sql, args = f"{_SELECT} WHERE name = ?", [name]
     if company_id is not None:
         sql += " AND company_id = ?"
@@ -24,7 +23,7 @@ async def named(conn: aiosqlite.Connection, name: str, company_id: str | None) -
     return [rows.routine(r) for r in await fetch_all(conn, sql + " ORDER BY company_id", args)]
 
 
-async def every(conn: aiosqlite.Connection, company_id: str | None = None) -> list[Routine]:
+async def every(conn: Conn, company_id: str | None = None) -> list[Routine]:
     sql, args = _SELECT, []
     if company_id is not None:
         sql, args = f"{_SELECT} WHERE company_id = ?", [company_id]
@@ -32,7 +31,7 @@ async def every(conn: aiosqlite.Connection, company_id: str | None = None) -> li
     return [rows.routine(r) for r in found]
 
 
-async def due(conn: aiosqlite.Connection, now: float, limit: int = 500) -> list[Routine]:
+async def due(conn: Conn, now: float, limit: int = 500) -> list[Routine]:
     """Unpaused routines whose next due time has come, earliest first."""
     found = await fetch_all(
         conn,
@@ -42,14 +41,14 @@ async def due(conn: aiosqlite.Connection, now: float, limit: int = 500) -> list[
     return [rows.routine(r) for r in found]
 
 
-async def late(conn: aiosqlite.Connection) -> list[Routine]:
+async def late(conn: Conn) -> list[Routine]:
     """Routines whose schedule slipped (the routine_missed monitor's input)."""
     found = await fetch_all(conn, f"{_SELECT} WHERE late != '' ORDER BY id")
     return [rows.routine(r) for r in found]
 
 
 async def add(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     company_id: str,
     name: str,
@@ -79,7 +78,7 @@ async def add(
 
 
 async def update_definition(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     routine_id: int,
     *,
     assignee: str,
@@ -99,7 +98,7 @@ async def update_definition(
 
 
 async def came_due(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     routine_id: int,
     *,
     next_at: float,
@@ -120,19 +119,19 @@ async def came_due(
     )
 
 
-async def filed(conn: aiosqlite.Connection, routine_id: int, issue_id: str) -> None:
+async def filed(conn: Conn, routine_id: int, issue_id: str) -> None:
     """An instance filed out of schedule (run now): the newest instance, no streak."""
     await conn.execute(
         "UPDATE routines SET last_issue = ?, streak = 0 WHERE id = ?", (issue_id, routine_id)
     )
 
 
-async def set_late(conn: aiosqlite.Connection, routine_id: int, late: str) -> None:
+async def set_late(conn: Conn, routine_id: int, late: str) -> None:
     await conn.execute("UPDATE routines SET late = ? WHERE id = ?", (late, routine_id))
 
 
 async def set_paused(
-    conn: aiosqlite.Connection, routine_id: int, paused: bool, next_at: float | None = None
+    conn: Conn, routine_id: int, paused: bool, next_at: float | None = None
 ) -> None:
     await conn.execute(
         "UPDATE routines SET paused = ?, next_at = COALESCE(?, next_at), "
@@ -141,5 +140,5 @@ async def set_paused(
     )
 
 
-async def delete(conn: aiosqlite.Connection, routine_id: int) -> None:
+async def delete(conn: Conn, routine_id: int) -> None:
     await conn.execute("DELETE FROM routines WHERE id = ?", (routine_id,))

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.models import Agent, Run, RunStatus
 from core.store import rows
+from core.store.conn import Conn
 from core.store.db import fetch_all, fetch_one
 
 _SELECT = f"SELECT {rows.RUN_COLUMNS} FROM runs"
 
 
-async def get(conn: aiosqlite.Connection, run_id: str) -> Run | None:
+async def get(conn: Conn, run_id: str) -> Run | None:
     row = await fetch_one(conn, f"{_SELECT} WHERE id = ?", (run_id,))
     return None if row is None else rows.run(row)
 
 
-async def recent(conn: aiosqlite.Connection, agent_id: str | None, limit: int) -> list[Run]:
+async def recent(conn: Conn, agent_id: str | None, limit: int) -> list[Run]:
     """The newest runs (of one agent)."""
     sql = _SELECT
     args: tuple[str, ...] = ()
@@ -26,15 +25,15 @@ async def recent(conn: aiosqlite.Connection, agent_id: str | None, limit: int) -
     return [rows.run(r) for r in found]
 
 
-async def live(conn: aiosqlite.Connection) -> list[Run]:
+async def live(conn: Conn) -> list[Run]:
     return [rows.run(r) for r in await fetch_all(conn, f"{_SELECT} WHERE status = 'running'")]
 
 
-async def live_ids(conn: aiosqlite.Connection) -> list[str]:
+async def live_ids(conn: Conn) -> list[str]:
     return [r[0] for r in await fetch_all(conn, "SELECT id FROM runs WHERE status = 'running'")]
 
 
-async def overdue_ids(conn: aiosqlite.Connection, now: float, limit: int = -1) -> list[str]:
+async def overdue_ids(conn: Conn, now: float, limit: int = -1) -> list[str]:
     """Live runs past their deadline (`limit` -1: all of them)."""
     found = await fetch_all(
         conn,
@@ -44,7 +43,7 @@ async def overdue_ids(conn: aiosqlite.Connection, now: float, limit: int = -1) -
     return [r[0] for r in found]
 
 
-async def started_since(conn: aiosqlite.Connection, issue_id: str, since: float) -> int:
+async def started_since(conn: Conn, issue_id: str, since: float) -> int:
     """How many runs of the issue started after `since`."""
     row = await fetch_one(
         conn, "SELECT count(*) FROM runs WHERE issue_id = ? AND started_at > ?", (issue_id, since)
@@ -53,7 +52,7 @@ async def started_since(conn: aiosqlite.Connection, issue_id: str, since: float)
 
 
 async def insert(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     run_id: str,
     agent: Agent,
     issue_id: str,
@@ -71,13 +70,13 @@ async def insert(
     return run
 
 
-async def attach_issue(conn: aiosqlite.Connection, run_id: str, issue_id: str) -> None:
+async def attach_issue(conn: Conn, run_id: str, issue_id: str) -> None:
     """A run opened without an issue claimed one."""
     await conn.execute("UPDATE runs SET issue_id = ? WHERE id = ?", (issue_id, run_id))
 
 
 async def record_usage(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     run_id: str,
     *,
     turns: int,
@@ -89,19 +88,19 @@ async def record_usage(
 ) -> None:
     """Usage totals so far; each only grows, so a repeated or late report changes nothing."""
     await conn.execute(
-        "UPDATE runs SET turns = MAX(turns, ?), input_tokens = MAX(input_tokens, ?), "
-        "output_tokens = MAX(output_tokens, ?), cost = MAX(cost, ?), "
+        "UPDATE runs SET turns = GREATEST(turns, ?), input_tokens = GREATEST(input_tokens, ?), "
+        "output_tokens = GREATEST(output_tokens, ?), cost = GREATEST(cost, ?), "
         "model = COALESCE(?, model), last_progress_at = ? WHERE id = ?",
         (turns, input_tokens, output_tokens, cost, model, now, run_id),
     )
 
 
-async def set_external_id(conn: aiosqlite.Connection, run_id: str, external_id: str) -> None:
+async def set_external_id(conn: Conn, run_id: str, external_id: str) -> None:
     await conn.execute("UPDATE runs SET external_id = ? WHERE id = ?", (external_id, run_id))
 
 
 async def end(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     run_id: str,
     status: RunStatus,
     reason: str,

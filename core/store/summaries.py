@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiosqlite
-
-from core.store.db import fetch_one
+from core.store.conn import Conn
+from core.store.db import fetch_one, inserted_id
 
 
 async def add(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     agent_id: str,
     issue_id: str | None,
     run_id: str | None,
@@ -18,16 +17,15 @@ async def add(
     body: str,
     now: float,
 ) -> int:
-    cur = await conn.execute(
+    return await inserted_id(
+        conn,
         "INSERT INTO summaries (agent_id, issue_id, run_id, source, body, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         (agent_id, issue_id, run_id, source, body, now),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
-async def shown(conn: aiosqlite.Connection, summary_id: int) -> dict[str, Any] | None:
+async def shown(conn: Conn, summary_id: int) -> dict[str, Any] | None:
     """What a summary message shows: body, issue id, source, and the agent's name, role and
     company."""
     row = await fetch_one(

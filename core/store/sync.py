@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 
-import aiosqlite
-
 from core.config import Config
+from core.store.conn import Conn
 from core.store.db import fetch_all
 
 
-async def sync(conn: aiosqlite.Connection, config: Config, now: float) -> None:
+async def sync(conn: Conn, config: Config, now: float) -> None:
     """Make the companies and agents match `config`, inside the caller's transaction."""
     d = config.defaults
     set_roles = {
@@ -46,7 +45,7 @@ async def sync(conn: aiosqlite.Connection, config: Config, now: float) -> None:
                 "role = CASE WHEN agents.role_set_by IS NULL THEN excluded.role "
                 "ELSE agents.role END, "
                 "reports_to = excluded.reports_to, model = excluded.model, "
-                "next_heartbeat_at = MIN(agents.next_heartbeat_at, ? + excluded."
+                "next_heartbeat_at = LEAST(agents.next_heartbeat_at, ? + excluded."
                 "heartbeat_seconds), heartbeat_seconds = excluded.heartbeat_seconds, "
                 "skills = excluded.skills, max_turns = excluded.max_turns, "
                 "run_timeout_seconds = excluded.run_timeout_seconds, "
@@ -62,9 +61,10 @@ async def sync(conn: aiosqlite.Connection, config: Config, now: float) -> None:
                     now,
                 ),
             )
-    # One JSON parameter, not one per agent: SQLite caps parameters at 32,766.
-    await conn.execute(
-        "UPDATE agents SET deleted_at = ? WHERE deleted_at IS NULL "
-        "AND id NOT IN (SELECT value FROM json_each(?))",
-        (now, json.dumps(keep)),
-    )
+    # The set difference in Python: no parameter list to outgrow (SQLite caps them at 32,766)
+    # and no JSON function, which the two engines spell differently.
+    kept = set(keep)
+    live = await fetch_all(conn, "SELECT id FROM agents WHERE deleted_at IS NULL")
+    for row in live:
+        if row[0] not in kept:
+            await conn.execute("UPDATE agents SET deleted_at = ? WHERE id = ?", (now, row[0]))

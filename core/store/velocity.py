@@ -3,14 +3,13 @@ and the breaker's trips (core.queues.breaker)."""
 
 from __future__ import annotations
 
-import aiosqlite
-
+from core.store.conn import Conn
 from core.store.db import fetch_all, fetch_one
 
 HOUR = 3600.0
 
 
-async def last_hour(conn: aiosqlite.Connection, now: float) -> list[tuple[str, float, int]]:
+async def last_hour(conn: Conn, now: float) -> list[tuple[str, float, int]]:
     """(agent id, cost, tokens) of runs started in the last hour, or still running (a long
     runaway run counts whole in the hour it is watched in). An index range on runs_started:
     the OR is inside the day's range, and `+agent_id` keeps the planner off runs_agent (a
@@ -25,9 +24,7 @@ async def last_hour(conn: aiosqlite.Connection, now: float) -> list[tuple[str, f
     return [(r[0], float(r[1] or 0), int(r[2] or 0)) for r in found]
 
 
-async def history(
-    conn: aiosqlite.Connection, agent_id: str, since: float, until: float
-) -> tuple[float, int, int]:
+async def history(conn: Conn, agent_id: str, since: float, until: float) -> tuple[float, int, int]:
     """(cost, tokens, hours with a run) of the agent's runs started in [since, until)."""
     row = await fetch_one(
         conn,
@@ -40,13 +37,13 @@ async def history(
     return float(row[0]), int(row[1]), int(row[2])
 
 
-async def last_trip(conn: aiosqlite.Connection, agent_id: str) -> float | None:
+async def last_trip(conn: Conn, agent_id: str) -> float | None:
     row = await fetch_one(conn, "SELECT max(at) FROM breaker_trips WHERE agent_id = ?", (agent_id,))
     return None if row is None else row[0]
 
 
 async def record_trip(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     agent_id: str,
     at: float,
     cost: float,
@@ -61,7 +58,7 @@ async def record_trip(
     )
 
 
-async def trips(conn: aiosqlite.Connection, since: float) -> list[tuple[str, float, bool]]:
+async def trips(conn: Conn, since: float) -> list[tuple[str, float, bool]]:
     found = await fetch_all(
         conn, "SELECT agent_id, at, paused FROM breaker_trips WHERE at >= ? ORDER BY at", (since,)
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_helpers import storage
 
 from core.auth.keyring import KeyRing
 from core.config import parse_config
@@ -48,7 +49,7 @@ async def open_fleet(
 ) -> AsyncIterator[Fleet]:
     """A fleet with one company and one agent on `runtime`, its API on a free port."""
     data = {
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "auth": {
             "keyring": str(tmp_path / "secrets" / "keyring.json"),
             "token_dir": str(tmp_path / "secrets" / "tokens"),

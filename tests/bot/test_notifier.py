@@ -27,7 +27,7 @@ from core.clock import ManualClock
 from core.config import parse_config
 from core.fleet import Fleet
 from core.service import FleetService
-from core.store.db import Database
+from core.store.engines import database_for
 from offline_botapi.server import OfflineBotAPI
 
 OWNER, OTHER_OWNER = 1001, 1002
@@ -85,7 +85,7 @@ async def rig(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Rig]:
     data["companies"][0]["chat"] = GROUP
     data["companies"][1].update(chat=FORUM, topics=topics)
     config = parse_config(data, "test")
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage) as db:
         service = FleetService(db, config, clock)
         await service.sync_config()
         outbox = Outbox(db, clock, config)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from bot_helpers import ALIENS_CHAT, FLEET, OWNER, button_data, buttons
+from store_helpers import storage
 
 from bot.runner import BotRunner
 from core.auth.keyring import KeyRing
@@ -51,7 +52,7 @@ def _config(tmp_path: Path, script: Path, log: Path) -> Any:
     data: dict[str, Any] = copy.deepcopy(FLEET)
     command = [sys.executable, str(script), str(FLEETBOT), str(log)]
     data["companies"][0]["agents"][0]["runtime"] = {"kind": "process", "command": command}
-    data["storage"] = {"path": str(tmp_path / "fleet.db")}
+    data["storage"] = storage(tmp_path)
     data["auth"] = {
         "keyring": str(tmp_path / "secrets" / "keyring.json"),
         "token_dir": str(tmp_path / "secrets" / "tokens"),

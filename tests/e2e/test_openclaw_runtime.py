@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_helpers import storage
 
 from core.auth.keyring import KeyRing
 from core.config import parse_config
@@ -60,7 +61,7 @@ async def open_fleet(
 ) -> AsyncIterator[Fleet]:
     """A fleet with one company, one agent per entry of `runtimes`, its API on a free port."""
     data = {
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "auth": {
             "keyring": str(tmp_path / "secrets" / "keyring.json"),
             "token_dir": str(tmp_path / "secrets" / "tokens"),

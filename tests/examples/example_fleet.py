@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from store_helpers import storage
+
 from core.auth.keyring import KeyRing
 from core.config import parse_config
 from core.fleet import Fleet
@@ -61,7 +63,7 @@ async def example_fleet(
         key_file = tmp_path / "openai.key"
         key_file.write_text(f"{KEY}\n")
     data = {
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "auth": {
             "keyring": str(tmp_path / "secrets" / "keyring.json"),
             "token_dir": str(tmp_path / "secrets" / "tokens"),

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from store_helpers import storage
+
 from core.auth.keyring import KeyRing
 from core.config import parse_config
 from core.engine.heartbeat import Heartbeat
@@ -31,7 +33,7 @@ FLEETBOT = Path(sys.executable).with_name("fleetbot")
 
 def fleet_data(tmp_path: Path, **defaults: Any) -> dict[str, Any]:
     return {
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "auth": {
             "keyring": str(tmp_path / "secrets" / "keyring.json"),
             "token_dir": str(tmp_path / "secrets" / "tokens"),

@@ -18,6 +18,7 @@ from core.config import Config, parse_config
 from core.errors import AlertNotFound, Conflict, InvalidInput, NotFound
 from core.service import FleetService
 from core.store.db import Database
+from core.store.engines import database_for
 
 OWNER = 1001
 ALI_CHAT, MAT_CHAT = -1001, -1002
@@ -54,7 +55,7 @@ class Desk:
 @pytest.fixture
 async def desk(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Desk]:
     config = alerting_config(tmp_path)
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage) as db:
         service = FleetService(db, config, clock)
         await service.sync_config()
         outbox = Outbox(db, clock, config)
@@ -266,7 +267,7 @@ async def test_reconcile_keeps_members_raised_after_the_snapshot(desk: Desk) -> 
 async def test_quiet_hours_hold_warnings(tmp_path: Path) -> None:
     clock = ManualClock(1_767_225_600.0 + 23 * 3600)  # 23:00 UTC
     config = alerting_config(tmp_path, quiet_hours={"start": "22:00", "end": "07:00"})
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage) as db:
         outbox = Outbox(db, clock, config)
         book = AlertBook(db, clock, config, outbox)
         await book.raise_(

@@ -49,7 +49,7 @@ from core.queues.breaker import Velocity
 from core.reports.costs import CostBook
 from core.service import FleetService
 from core.store import agents as agent_store
-from core.store.db import Database
+from core.store.engines import database_for
 
 T0 = 1_767_225_600.0
 OWNER = 1001
@@ -539,7 +539,7 @@ async def test_each_kind_fires_groups_repeats_acks_mutes_resolves(
     config = cfg(tmp_path)
     snap = two_of_each(kind)
     clock = ManualClock(snap.now)
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage) as db:
         service = FleetService(db, config, clock)
         await service.sync_config()
         outbox = Outbox(db, clock, config)

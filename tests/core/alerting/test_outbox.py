@@ -11,7 +11,7 @@ from test_alerts import alerting_config
 
 from core.alerting.outbox import UNDELIVERABLE_FOR, Outbox, Recipient
 from core.clock import ManualClock
-from core.store.db import Database
+from core.store.engines import database_for
 
 OWNER = Recipient("1001")
 TEAM = Recipient("-1001", 7, "aliens")
@@ -20,7 +20,7 @@ TEAM = Recipient("-1001", 7, "aliens")
 @pytest.fixture
 async def outbox(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Outbox]:
     config = alerting_config(tmp_path)
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage) as db:
         yield Outbox(db, clock, config)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from store_helpers import storage
 
 from core.auth.keyring import KeyRing
 from core.auth.tokens import read_token_file
@@ -741,7 +742,7 @@ async def test_hostile_auth_headers_are_401(api: ApiStack) -> None:
 async def test_real_server_on_a_free_port(tmp_path: Path) -> None:
     data = {
         **FLEET_YAML,
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "auth": {
             "keyring": str(tmp_path / "keyring.json"),
             "token_dir": str(tmp_path / "tokens"),

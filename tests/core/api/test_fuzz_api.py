@@ -35,6 +35,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from store_helpers import storage
 
 from core.api.schemas import HAS_TEXT, NewComment
 from core.auth.keyring import KeyRing
@@ -95,7 +96,7 @@ def _config(tmp: Path) -> Any:
             # ripley's runs hang, so the fuzzer always has a live run; the others finish at once.
             hang = 1 if agent["id"] == "ripley" else 0
             agent["runtime"] = {"kind": "simulated", "latency": 0, "hang_rate": hang}
-    data["storage"] = {"path": str(tmp / "fleet.db")}
+    data["storage"] = storage(tmp)
     data["auth"] = {"keyring": str(tmp / "keyring.json"), "token_dir": str(tmp / "tokens")}
     data["api"] = {"listen": "127.0.0.1:0"}
     return parse_config(data, "fuzz")

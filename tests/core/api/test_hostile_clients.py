@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from core.api.server import ApiServer
 from core.config.schema import ApiConfig
-from core.store import db as db_module
+from core.store import sqlite as db_module
 from tests.api_helpers import ApiStack, api_stack
 
 # Short timeouts, so a test proves in about a second what production does in ten.

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from store_helpers import storage
 
 from core.auth.agent_auth import KeyRingFile
 from core.auth.keyring import Key, KeyRing, KeyState
@@ -47,7 +48,7 @@ def _config(tmp_path: Path, **runtime_by_agent: dict[str, Any]) -> Config:
             {"id": cid, "name": cid.title(), "prefix": cid[:3].upper(), "agents": agents}
         )
     data = {
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "api": {"listen": "127.0.0.1:0"},
         "auth": {
             "keyring": str(tmp_path / "secrets" / "keyring.json"),

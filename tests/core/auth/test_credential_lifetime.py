@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from store_helpers import storage
 
 from core.auth.agent_auth import KeyRingFile
 from core.auth.keyring import KeyRing
@@ -31,7 +32,7 @@ AGENTS = ["ripley", "hicks", "bishop"]
 def _data(tmp_path: Path, agents: list[str] = AGENTS) -> dict[str, Any]:
     return {
         "telegram": {"owners": [1001]},
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "api": {"listen": "127.0.0.1:0"},
         "auth": {
             "keyring": str(tmp_path / "secrets" / "keyring.json"),

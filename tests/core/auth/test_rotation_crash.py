@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_helpers import storage
 
 import core
 from core.auth import rotation_journal as journal
@@ -43,7 +44,7 @@ from core.events import EventBus
 from core.fleet import Fleet
 from core.models import AgentStatus
 from core.service import FleetService
-from core.store.db import Database
+from core.store.engines import database_for
 from fleetbot.cli import cmd_rotate
 
 # Each case starts a child Python or two and a Fleet or two: on a loaded machine that takes
@@ -66,7 +67,7 @@ CHILD = textwrap.dedent(
     from core.config import parse_config
     from core.events import EventBus
     from core.service import FleetService
-    from core.store.db import Database
+    from core.store.engines import database_for
 
     config = parse_config(json.loads(sys.argv[1]), "test")
     kill_after, now = int(sys.argv[2]), float(sys.argv[3])
@@ -81,7 +82,7 @@ CHILD = textwrap.dedent(
     async def main():
         clock = ManualClock(now)
         auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
-        async with Database(config.storage.path) as db:
+        async with database_for(config.storage) as db:
             service = FleetService(db, config, clock, EventBus(), token_check=auth.check_file)
             await service.sync_config()
             await rotate_all(auth, service, "shell", on_step=on_step)
@@ -98,7 +99,7 @@ def _data(tmp_path: Path) -> dict[str, Any]:
         for a, r in zip(AGENTS, ("ceo", "cto", "qa"), strict=True)
     ]
     return {
-        "storage": {"path": str(tmp_path / "fleet.db")},
+        "storage": storage(tmp_path),
         "auth": {
             "keyring": str(tmp_path / "secrets" / "keyring.json"),
             "token_dir": str(tmp_path / "secrets" / "tokens"),
@@ -253,7 +254,7 @@ async def test_a_live_rotation_is_never_recovered_under_it(tmp_path: Path) -> No
     await _rotate_killed(data, 2, clock.now())  # key ring saved, no token file yet
     before = _tokens(config)
     auth = AgentAuth(KeyRingFile(config.auth.keyring), config.auth, clock)
-    async with Database(config.storage.path) as db:
+    async with database_for(config.storage) as db:
         service = FleetService(db, config, clock, EventBus(), token_check=auth.check_file)
         with locked(config.auth.keyring):  # as the rotating process holds it
             with pytest.raises(TimeoutError):

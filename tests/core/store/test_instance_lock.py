@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from store_helpers import storage
 
 from core.auth.keyring import KeyRing
 from core.config import parse_config
@@ -81,7 +82,7 @@ def test_release_is_idempotent_and_lets_the_next_one_in(tmp_path: Path) -> None:
 async def test_a_second_fleet_on_the_same_database_does_not_start(tmp_path: Path) -> None:
     config = parse_config(
         {
-            "storage": {"path": str(tmp_path / "fleet.db")},
+            "storage": storage(tmp_path),
             "auth": {
                 "keyring": str(tmp_path / "keyring.json"),
                 "token_dir": str(tmp_path / "tokens"),

@@ -11,9 +11,10 @@ import pytest
 
 from core.errors import SchemaTooNew, StoreError
 from core.service import FleetService
-from core.store import db as db_module
+from core.store import sqlite as db_module
 from core.store.db import Database
 from core.store.schema import MIGRATIONS, SCHEMA_VERSION
+from core.store.sqlite import SqliteDatabase
 
 TABLES = {"companies", "agents", "issues", "comments", "runs", "heartbeats", "audit", "summaries"}
 
@@ -40,7 +41,7 @@ async def _tables(db: Database) -> set[str]:
 
 
 async def test_fresh_database_is_wal_with_foreign_keys_and_versioned(tmp_path: Path) -> None:
-    async with Database(tmp_path / "fresh.db") as db:
+    async with SqliteDatabase(tmp_path / "fresh.db") as db:
         assert str(await db.scalar("PRAGMA journal_mode")).lower() == "wal"
         assert await db.scalar("PRAGMA foreign_keys") == 1
         assert await db.scalar("PRAGMA user_version") == SCHEMA_VERSION == len(MIGRATIONS)
@@ -59,7 +60,7 @@ async def test_fresh_database_is_wal_with_foreign_keys_and_versioned(tmp_path: P
 
 
 async def test_reader_cannot_write(tmp_path: Path) -> None:
-    async with Database(tmp_path / "ro.db") as db:
+    async with SqliteDatabase(tmp_path / "ro.db") as db:
         with pytest.raises(sqlite3.OperationalError):
             await db.fetchall(
                 "INSERT INTO audit (at, actor, action, result) VALUES (0,'a','b','c')"
@@ -70,7 +71,7 @@ async def test_schema_too_new_is_refused_and_left_untouched(tmp_path: Path) -> N
     path = tmp_path / "future.db"
     _plain_sqlite(path, SCHEMA_VERSION + 1)
     before = _digest(path)
-    db = Database(path)
+    db = SqliteDatabase(path)
     with pytest.raises(SchemaTooNew) as err:
         await db.open()
     message = str(err.value)
@@ -96,7 +97,7 @@ async def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     path.write_text("this is a shopping list, not a database\n" * 200)
     before = _digest(path)
     with pytest.raises(StoreError) as err:
-        await Database(path).open()
+        await SqliteDatabase(path).open()
     assert not isinstance(err.value, SchemaTooNew)
     assert str(path) in str(err.value)
     assert "not a usable SQLite database" in str(err.value)
@@ -106,12 +107,12 @@ async def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
 async def test_migrations_apply_to_a_version_zero_file(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _plain_sqlite(path, 0)
-    async with Database(path) as db:
+    async with SqliteDatabase(path) as db:
         assert await db.scalar("PRAGMA user_version") == SCHEMA_VERSION
         assert TABLES | {"notes"} <= await _tables(db)
         assert await db.scalar("SELECT body FROM notes") == "keep me"
     # Opening again migrates nothing and loses nothing.
-    async with Database(path) as db:
+    async with SqliteDatabase(path) as db:
         assert await db.scalar("PRAGMA user_version") == SCHEMA_VERSION
 
 
@@ -119,17 +120,17 @@ async def test_failing_migration_rolls_back_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "half.db"
-    async with Database(path):
+    async with SqliteDatabase(path):
         pass
     broken = "CREATE TABLE extra (x INTEGER);\nINSERT INTO no_such_table VALUES (1);\n"
     monkeypatch.setattr(db_module, "MIGRATIONS", [*MIGRATIONS, broken])
     monkeypatch.setattr(db_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(StoreError) as err:
-        await Database(path).open()
+        await SqliteDatabase(path).open()
     assert f"migration {SCHEMA_VERSION + 1} failed" in str(err.value)
     assert f"stays at schema version {SCHEMA_VERSION}" in str(err.value)
     monkeypatch.undo()
-    async with Database(path) as db:
+    async with SqliteDatabase(path) as db:
         assert await db.scalar("PRAGMA user_version") == SCHEMA_VERSION
         assert "extra" not in await _tables(db), "the half-applied migration was rolled back"
 
@@ -170,7 +171,7 @@ async def test_concurrent_writers_never_share_a_number(service: FleetService) ->
 
 
 async def test_closed_store_says_so(tmp_path: Path) -> None:
-    db = Database(tmp_path / "c.db")
+    db = SqliteDatabase(tmp_path / "c.db")
     await db.open()
     await db.aclose()
     await db.aclose()  # idempotent

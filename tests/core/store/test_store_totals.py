@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from store_helpers import storage
+
 from core.clock import ManualClock
 from core.config import Config, parse_config
 from core.reports.board import fleet_board
@@ -16,6 +18,7 @@ from core.service import FleetService
 from core.store import heartbeats
 from core.store.db import Database
 from core.store.schema import MIGRATIONS
+from core.store.sqlite import SqliteDatabase
 
 NOW = 1_767_225_600.0 + 10 * 86400  # 2026-01-11
 
@@ -23,7 +26,7 @@ NOW = 1_767_225_600.0 + 10 * 86400  # 2026-01-11
 def _config(tmp_path: Path) -> Config:
     return parse_config(
         {
-            "storage": {"path": str(tmp_path / "t.db")},
+            "storage": storage(tmp_path, "t.db"),
             "companies": [
                 {
                     "id": "aliens",
@@ -60,7 +63,7 @@ async def _totals(db: Database) -> dict[tuple[str, str, str], int]:
 
 async def test_heartbeat_totals_follow_inserts_updates_and_deletes(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    async with Database(tmp_path / "t.db") as db:
+    async with SqliteDatabase(tmp_path / "t.db") as db:
         await FleetService(db, config, ManualClock(NOW)).sync_config()
         async with db.write() as conn:
             for agent, at, outcome, n in [
@@ -82,7 +85,7 @@ async def test_heartbeat_totals_follow_inserts_updates_and_deletes(tmp_path: Pat
 
 async def test_runs_get_their_company_and_the_board_counts_this_month(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    async with Database(tmp_path / "t.db") as db:
+    async with SqliteDatabase(tmp_path / "t.db") as db:
         await FleetService(db, config, ManualClock(NOW)).sync_config()
         async with db.write() as conn:
             for run_id, agent, started in [
@@ -127,6 +130,6 @@ async def test_upgrading_an_older_store_backfills_both(tmp_path: Path) -> None:
         )
     finally:
         conn.close()
-    async with Database(path) as db:
+    async with SqliteDatabase(path) as db:
         assert await db.scalar("SELECT company_id FROM runs WHERE id = 'r1'") == "aliens"
         assert await _totals(db) == {("aliens", "2026-01-11", "no_work"): 7}
