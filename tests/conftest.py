@@ -33,8 +33,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _drop_test_databases() -> Iterator[None]:
+    mark = store_helpers.created()
     yield
-    store_helpers.drop_created()
+    store_helpers.drop_since(mark)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    store_helpers.close()
 
 
 @pytest.fixture

@@ -25,17 +25,31 @@ T = TypeVar("T")
 
 
 def storage(tmp_path: Path, name: str = "fleet.db") -> dict[str, Any]:
-    """A config's `storage` section for a new, empty store of the suite's engine."""
-    section: dict[str, Any] = {"path": str(tmp_path / name)}
+    """A config's `storage` section for a new, empty store of the suite's engine; the same
+    one again for the same path (a test that restarts fleetbot on its database)."""
+    path = tmp_path / name
+    section: dict[str, Any] = {"path": str(path)}
     if PG_URL:
-        section["url"] = _admin().fresh()
+        section["url"] = _admin().database_for(path)
     return section
 
 
-def drop_created() -> None:
-    """Drop the databases this test created (called after each test by conftest)."""
-    if PG_URL and _ADMIN is not None:
-        _ADMIN.drop_all()
+def created() -> int:
+    """How many databases exist so far: conftest drops those a test creates after this mark
+    (a module's fixture made before the test keeps its own until the session ends)."""
+    return len(_ADMIN.created) if _ADMIN is not None else 0
+
+
+def drop_since(mark: int) -> None:
+    if _ADMIN is not None:
+        _ADMIN.drop(mark)
+
+
+def close() -> None:
+    """At the session's end: drop what is left and close the admin connection."""
+    if _ADMIN is not None:
+        _ADMIN.drop(0)
+        _ADMIN.close()
 
 
 def database_url(name: str) -> str:
@@ -54,7 +68,8 @@ class _Admin:
         self._prefix = f"t_{worker}_{os.getpid()}"
         self._template = f"{self._prefix}_template"
         self._names = itertools.count(1)
-        self._created: list[str] = []
+        self.created: list[str] = []
+        self._by_path: dict[Path, str] = {}
         self._conn: Any = None
         self._run(self._make_template())
 
@@ -77,20 +92,27 @@ class _Admin:
         async with PostgresDatabase(database_url(self._template)):
             pass  # migrated: every copy starts at the current schema
 
-    def fresh(self) -> str:
-        name = f"{self._prefix}_{next(self._names)}"
-        self._run(self._create(name))
-        self._created.append(name)
-        return database_url(name)
+    def database_for(self, path: Path) -> str:
+        if path not in self._by_path or self._by_path[path] not in self.created:
+            name = f"{self._prefix}_{next(self._names)}"
+            self._run(self._create(name))
+            self.created.append(name)
+            self._by_path[path] = name
+        return database_url(self._by_path[path])
 
     async def _create(self, name: str) -> None:
         conn = await self._admin_conn()
         await conn.execute(f"CREATE DATABASE {name} TEMPLATE {self._template} STRATEGY file_copy")
 
-    def drop_all(self) -> None:
-        names, self._created = self._created, []
+    def drop(self, mark: int) -> None:
+        names, self.created = self.created[mark:], self.created[:mark]
         if names:
             self._run(self._drop(names))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._run(self._conn.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
 
     async def _drop(self, names: list[str]) -> None:
         conn = await self._admin_conn()

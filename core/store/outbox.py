@@ -126,7 +126,7 @@ async def pending_digest(conn: Conn, chat: str, thread_id: int | None) -> Row | 
     return await fetch_one(
         conn,
         f"{_SELECT} WHERE state = 'pending' AND kind = 'alert_digest' AND chat = ? "
-        "AND thread_id IS ? ORDER BY id DESC LIMIT 1",
+        "AND COALESCE(thread_id, 0) = COALESCE(?, 0) ORDER BY id DESC LIMIT 1",
         (chat, thread_id),
     )
 

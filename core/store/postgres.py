@@ -142,9 +142,20 @@ def placeholders(sql: str) -> tuple[str, tuple[str, ...] | None]:
 def _bind(sql: str, args: Args) -> tuple[str, Sequence[Any]]:
     query, names = placeholders(sql)
     if names is None:
-        return query, tuple(args)
-    assert isinstance(args, Mapping), f"named placeholders need a mapping: {sql!r}"
-    return query, tuple(args[name] for name in names)
+        values = tuple(args)
+    else:
+        assert isinstance(args, Mapping), f"named placeholders need a mapping: {sql!r}"
+        values = tuple(args[name] for name in names)
+    return query, tuple(_text(v) for v in values)
+
+
+def _text(value: Any) -> Any:
+    """PostgreSQL's text cannot hold NUL (SQLite's can): it is kept as U+FFFD, the Unicode
+    replacement character, so a title with one is stored rather than a 500, and a lookup by an
+    id with one finds nothing, as on SQLite."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
 
 
 def _rowcount(status: str) -> int:

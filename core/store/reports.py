@@ -145,7 +145,7 @@ async def agent_usage(
         "sum(CASE WHEN i.created_by = ? THEN r.cost ELSE 0 END), "
         "sum(CASE WHEN r.status IN ('failed', 'timed_out') THEN 1 ELSE 0 END) "
         "FROM runs r JOIN agents a ON a.id = r.agent_id LEFT JOIN issues i ON i.id = r.issue_id "
-        f"WHERE r.started_at >= ? AND r.started_at < ?{where} GROUP BY r.agent_id",
+        f"WHERE r.started_at >= ? AND r.started_at < ?{where} GROUP BY r.agent_id, a.company_id",
         (planner, planner, start, end, *args),
     )
     return [
@@ -207,7 +207,7 @@ async def agent_skipped_beats(
         conn,
         "SELECT h.agent_id, a.company_id, h.outcome, sum(h.count) FROM heartbeats h "
         f"JOIN agents a ON a.id = h.agent_id WHERE h.day >= ? AND h.day < ? AND h.{_SAVED}"
-        f"{where} GROUP BY h.agent_id, h.outcome",
+        f"{where} GROUP BY h.agent_id, a.company_id, h.outcome",
         (day_key(start), day_key(end), *args),
     )
     return [(r[0], r[1], r[2], int(r[3])) for r in found]

@@ -113,9 +113,9 @@ async def came_due(
     await conn.execute(
         "UPDATE routines SET next_at = ?, last_at = ?, "
         "last_issue = COALESCE(?, last_issue), skipped = skipped + ?, "
-        "streak = CASE WHEN ? IS NULL THEN streak + ? ELSE 0 END, missed = missed + ?, late = ? "
+        "streak = CASE WHEN ? = 1 THEN streak + ? ELSE 0 END, missed = missed + ?, late = ? "
         "WHERE id = ?",
-        (next_at, at, issue_id, skipped, issue_id, skipped, missed, late, routine_id),
+        (next_at, at, issue_id, skipped, int(issue_id is None), skipped, missed, late, routine_id),
     )
 
 
@@ -135,7 +135,7 @@ async def set_paused(
 ) -> None:
     await conn.execute(
         "UPDATE routines SET paused = ?, next_at = COALESCE(?, next_at), "
-        "late = CASE WHEN ? THEN '' ELSE late END WHERE id = ?",
+        "late = CASE WHEN ? = 1 THEN '' ELSE late END WHERE id = ?",
         (int(paused), next_at, int(paused), routine_id),
     )
 

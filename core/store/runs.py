@@ -33,12 +33,13 @@ async def live_ids(conn: Conn) -> list[str]:
     return [r[0] for r in await fetch_all(conn, "SELECT id FROM runs WHERE status = 'running'")]
 
 
-async def overdue_ids(conn: Conn, now: float, limit: int = -1) -> list[str]:
-    """Live runs past their deadline (`limit` -1: all of them)."""
+async def overdue_ids(conn: Conn, now: float, limit: int | None = None) -> list[str]:
+    """Live runs past their deadline (`limit` None: all of them)."""
     found = await fetch_all(
         conn,
-        "SELECT id FROM runs WHERE status = 'running' AND deadline < ? LIMIT ?",
-        (now, limit),
+        "SELECT id FROM runs WHERE status = 'running' AND deadline < ?"
+        + ("" if limit is None else f" LIMIT {int(limit)}"),
+        (now,),
     )
     return [r[0] for r in found]
 

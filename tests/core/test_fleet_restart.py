@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from core.clock import ManualClock
 from core.config import Config, parse_config
 from core.fleet import Fleet
 from core.models import AgentStatus, IssueStatus, RunStatus
+from core.store.engines import database_for
 
 
 async def test_restart_interrupts_live_runs(tmp_path: Path, clock: ManualClock) -> None:
@@ -100,11 +100,8 @@ async def test_fleet_restart_interrupts_and_finishes_the_work(
             await asyncio.sleep(0.01)
         (run,) = await fleet.service.recent_runs("ali-cto")
     # Closing the fleet stopped the hanging dispatch but could not end the run.
-    conn = sqlite3.connect(hanging.storage.path)
-    try:
-        assert conn.execute("SELECT status FROM runs").fetchall() == [("running",)]
-    finally:
-        conn.close()
+    async with database_for(hanging.storage) as db:
+        assert [tuple(r) for r in await db.fetchall("SELECT status FROM runs")] == [("running",)]
 
     clock.advance(5 * 60)
     working = _fleet_config(tmp_path)

@@ -286,6 +286,7 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "core.api.errors"]
 
 
+@pytest.mark.sqlite_only  # SQLite's file; PostgreSQL's trouble: tests/core/store/test_postgres.py
 async def test_a_database_locked_by_another_process_is_503_not_500(
     impatient: ApiStack, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -320,6 +321,7 @@ async def test_a_database_locked_by_another_process_is_503_not_500(
     assert [r.status_code for r in await writes(api)] == [201, 201, 200]
 
 
+@pytest.mark.sqlite_only  # SQLite's file; PostgreSQL's trouble: tests/core/store/test_postgres.py
 async def test_a_full_disk_is_503_and_keeps_the_api_unready_until_a_write_succeeds(
     impatient: ApiStack, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -347,6 +349,7 @@ async def test_a_full_disk_is_503_and_keeps_the_api_unready_until_a_write_succee
     assert r.status_code == 201, r.text
 
 
+@pytest.mark.sqlite_only  # SQLite's file; PostgreSQL's trouble: tests/core/store/test_postgres.py
 async def test_a_read_only_database_is_503(
     impatient: ApiStack, caplog: pytest.LogCaptureFixture
 ) -> None:
