@@ -37,6 +37,7 @@ WRITE_LOCK = 0x666C656574626F74  # every write transaction, like SQLite's one wr
 MIGRATE_LOCK = WRITE_LOCK + 1  # one process migrates; the others wait and find it done
 INSTANCE_LOCK = WRITE_LOCK + 2  # one `fleetbot run` per database, until replicas land
 
+WRITE_WAIT_MS = 5000  # how long a write waits for another process's lock (SQLite: the same)
 CONNECT_TIMEOUT = 5.0  # seconds to reach the server before the store is "unavailable"
 READERS = 8  # read-only sessions; the API's reads run side by side up to this many
 STATEMENT_CACHE = 512  # prepared statements per connection: the store has about 200
@@ -173,15 +174,22 @@ class PgConn:
     """A Conn over one asyncpg connection (the writer's, inside its transaction) or over the
     reader pool (each statement on whichever read-only session is free)."""
 
-    def __init__(self, target: asyncpg.Connection | asyncpg.Pool) -> None:
+    def __init__(self, target: asyncpg.Connection | asyncpg.Pool, *, reader: bool = False) -> None:
         self._target = target
+        self._reader = reader
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable | None:
+        # A write sent to the read-only reader is a bug, as on SQLite, not a read-only server.
+        if self._reader and isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+            return None
+        return unavailable(exc)
 
     async def execute(self, sql: str, parameters: Args = (), /) -> PgCursor:
         query, args = _bind(sql, parameters)
         try:
             return PgCursor(_rowcount(await self._target.execute(query, *args)))
         except Exception as exc:
-            if trouble := unavailable(exc):
+            if trouble := self._unavailable(exc):
                 raise trouble from exc
             raise
 
@@ -190,9 +198,25 @@ class PgConn:
         try:
             return list(await self._target.fetch(query, *args))
         except Exception as exc:
-            if trouble := unavailable(exc):
+            if trouble := self._unavailable(exc):
                 raise trouble from exc
             raise
+
+    async def copy_records(
+        self, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
+    ) -> int:
+        """Rows into `table` by COPY, inside the write transaction (core.store.copy, for
+        `fleetbot migrate`): one round trip per batch instead of one per row."""
+        assert isinstance(self._target, asyncpg.Connection), "COPY runs on the writer"
+        try:
+            status = await self._target.copy_records_to_table(
+                table, columns=list(columns), records=records
+            )
+        except Exception as exc:
+            if trouble := self._unavailable(exc):
+                raise trouble from exc
+            raise
+        return _rowcount(status)
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -276,7 +300,7 @@ class PostgresDatabase(Database):
                 server_settings={"default_transaction_read_only": "on"},
                 reset=_no_reset,
             )
-            self._reader_conn = PgConn(self._readers)
+            self._reader_conn = PgConn(self._readers, reader=True)
         except BaseException:
             await self.aclose()
             raise
@@ -303,7 +327,8 @@ class PostgresDatabase(Database):
                 "SELECT string_agg(COALESCE(host(a.client_addr), 'local socket') || ' pid '"
                 " || a.pid, ', ') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                 " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1"
-                " AND l.objid = $2",
+                " AND l.objid = $2 AND l.database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())",
                 INSTANCE_LOCK >> 32,
                 INSTANCE_LOCK & 0xFFFFFFFF,
             )
@@ -360,13 +385,30 @@ class PostgresDatabase(Database):
             self._writer = await self._connect()
         return self._writer
 
+    async def _begin(self, sql: str) -> asyncpg.Connection:
+        """The writer inside a new transaction, `sql` run after BEGIN in the same round trip. If
+        that fails or is cancelled (waiting for the writer lock, say), the session may be left
+        inside the transaction, aborted or holding the lock for no one: it is dropped, the
+        server rolls it back, and the next write reconnects."""
+        raw = await self._writer_conn()
+        try:
+            await raw.execute(f"BEGIN; {sql}")
+        except BaseException:
+            raw.terminate()
+            raise
+        return raw
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[PgConn]:
         async with self._lock:
             try:
-                raw = await self._writer_conn()
                 # One round trip: the transaction and the database-wide writer lock.
-                await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+                # As SQLite's busy_timeout: a write waits this long for another process's
+                # lock, then is "unavailable" (55P03) rather than hanging its caller.
+                raw = await self._begin(
+                    f"SET LOCAL lock_timeout = '{WRITE_WAIT_MS}ms'; "
+                    f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+                )
             except Exception as exc:
                 if trouble := unavailable(exc):
                     raise trouble from exc
@@ -402,8 +444,7 @@ class PostgresDatabase(Database):
         lack of resources in the last FAILURE_MEMORY seconds."""
         async with self._lock:
             try:
-                raw = await self._writer_conn()
-                await raw.execute("BEGIN; SET LOCAL lock_timeout = '500ms'")
+                raw = await self._begin("SET LOCAL lock_timeout = '500ms'")
                 try:
                     standby = await raw.fetchval(
                         "SELECT pg_is_in_recovery() FROM (SELECT pg_advisory_xact_lock($1)) l",
