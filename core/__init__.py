@@ -144,6 +144,9 @@ if TYPE_CHECKING:
     from core.service import (
         FleetService as FleetService,
     )
+    from core.store.copy import (
+        migrate_store as migrate_store,
+    )
     from core.store.db import (
         Database as Database,
     )
@@ -206,6 +209,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "IssueFilter": ("core.queries", "IssueFilter"),
     "Database": ("core.store.db", "Database"),
     "database_for": ("core.store.engines", "database_for"),
+    "migrate_store": ("core.store.copy", "migrate_store"),
     "Alert": ("core.alerting.book", "Alert"),
     "AlertBook": ("core.alerting.book", "AlertBook"),
     "AlertKind": ("core.alerting.book", "AlertKind"),
@@ -316,6 +320,7 @@ __all__ = [
     "format_duration",
     "issue_missing",
     "load_config",
+    "migrate_store",
     "parse_config",
     "parse_duration",
     "parse_priority",

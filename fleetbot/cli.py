@@ -1,4 +1,4 @@
-"""The `fleetbot` command: init, run, check, tokens, demo."""
+"""The `fleetbot` command: init, run, check, tokens, migrate, demo."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from core import (
     database_for,
     load_config,
 )
+from fleetbot.migrate import postgres_url
 
 
 def version() -> str:
@@ -100,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbose(v)
     j = tsub.add_parser("jwks", help="print the public keys (EdDSA) for services that verify")
     _add_config(j)
+
+    p = sub.add_parser("migrate", help="copy the SQLite store into an empty PostgreSQL database")
+    to = "the database: postgresql://user@host:5432/db, no password in it"
+    p.add_argument("--to", required=True, type=postgres_url, metavar="URL", help=to)
+    password = p.add_mutually_exclusive_group()
+    password.add_argument("--password-env", metavar="VAR", help="env var with its password")
+    password.add_argument(
+        "--password-file", metavar="PATH", help="file with it (default: PGPASSWORD, ~/.pgpass)"
+    )
+    p.add_argument("--replace", action="store_true", help="delete what it holds (default: refuse)")
+    _add_config(p)
 
     p = sub.add_parser("demo", help="offline: a simulated fleet and a chat you can type into")
     p.add_argument("--db", metavar="FILE", help="keep the demo database here (default: temp)")
@@ -194,7 +206,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     env = dict(os.environ)
     # One-shot commands print their own report; the log only adds warnings to it.
-    quiet = args.command in ("demo", "init", "check", "tokens")
+    quiet = args.command in ("demo", "init", "check", "tokens", "migrate")
     logs.setup(env.get("FLEETBOT_LOG_LEVEL", "WARNING" if quiet else "INFO"))
     try:
         if args.command == "init":
@@ -212,6 +224,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
             config = _load(args.config, env)
             with asyncio.Runner(loop_factory=event_loop_factory(env)) as runner:
                 return runner.run(cmd_run(config, env, with_bot=not args.no_bot))
+        if args.command == "migrate":
+            from fleetbot.migrate import cmd_migrate
+
+            config, path = _load(args.config, env), _config_path(args.config, env)
+            secret = {"password_env": args.password_env, "password_file": args.password_file}
+            how = {"to": args.to, "replace": args.replace, "program": _program(), **secret}
+            return cmd_migrate(config, env, path, **how)
         if args.command == "demo":
             from fleetbot.demo import run_demo
 

@@ -42,6 +42,7 @@ PUBLIC = {
     "ConfigError",
     "Database",
     "database_for",
+    "migrate_store",
     "EventBus",
     "Fix",
     "Fleet",

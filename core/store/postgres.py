@@ -269,8 +269,8 @@ class PostgresDatabase(Database):
         ) as exc:
             raise StoreError(
                 f"{self.where}: PostgreSQL refused the login ({exc}). Check the user in "
-                "storage.url and the password in storage.password_file or the variable named "
-                "by storage.password_env."
+                "storage.url and the password that storage.password names (its file or env "
+                "var), or PGPASSWORD / ~/.pgpass without it."
             ) from exc
         except asyncpg.InvalidCatalogNameError as exc:
             raise StoreError(

@@ -200,8 +200,8 @@ async def test_a_wrong_password_says_where_to_set_it_and_not_what_it_was(url: st
             await db.open()
         message = refused.value.message
         assert not isinstance(refused.value, StoreUnavailable)  # retrying will not help
-        assert "refused the login" in message and "storage.password_file" in message
-        assert "storage.password_env" in message and name_of(url) in message
+        assert "refused the login" in message and "storage.password names" in message
+        assert name_of(url) in message
         assert secret not in message and secret not in db.where
         assert secret not in str(refused.value.__cause__)
 
