@@ -90,6 +90,7 @@ from core import (
     Fleet,
     FleetbotError,
     FleetService,
+    LeadershipLost,
     Outbox,
     OutboxKind,
     OutboxRow,
@@ -214,6 +215,8 @@ class Notifier:
             paced = False
             try:
                 paced = (await self.drain()).paced > 0
+            except LeadershipLost as exc:  # stopped at once by the runner; until then, idle
+                log.info("the notifier waits: %s", exc.message)
             except Exception:
                 log.exception("the notifier's drain failed; retrying shortly")
             now = self.clock.now()

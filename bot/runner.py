@@ -9,6 +9,7 @@ each step it starts pushes its stop onto one AsyncExitStack.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,6 +38,19 @@ def _polling_failed(exc: TelegramError) -> None:
     log.warning("polling Telegram for updates failed (%s); retrying", scrub(str(exc)))
 
 
+def _logged(stop: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    """`stop`, but one that fails is logged and does not keep the ones started before it from
+    running, nor does it fail the shutdown."""
+
+    async def undo() -> None:
+        try:
+            await stop()
+        except Exception:
+            log.exception("stopping the bot: %s failed", getattr(stop, "__name__", stop))
+
+    return undo
+
+
 class BotRunner:
     """The Telegram side of the process, as an async context manager."""
 
@@ -56,6 +70,8 @@ class BotRunner:
         self._app_options = app_options
         self.application: App | None = None
         self._stack = AsyncExitStack()
+        self._leading: AsyncExitStack | None = None  # the leader's part, while it leads
+        self._switch = asyncio.Lock()
 
     def _token(self) -> str:
         tg = self.fleet.config.telegram
@@ -102,18 +118,50 @@ class BotRunner:
             ) from None
         self._on_exit(app.shutdown)
         await register_commands(app)
-        updater = app.updater
-        assert updater is not None
-        if tg.mode == "webhook":
-            await self._start_webhook(app)
+        # Among replicas the leader alone takes updates (one poller per bot token: Telegram
+        # answers a second with 409), sends, pins and digests; a standby starts all of it
+        # when it gains the lease and stops it the moment it loses it.
+        self._on_exit(self._stop_leading)
+        leadership = self.fleet.leadership
+        leadership.on_change(self._on_lease)
+        if leadership.leading:
+            await self._start_leading()
         else:
-            await updater.start_polling(drop_pending_updates=False, error_callback=_polling_failed)
-        self._on_exit(updater.stop)
-        await app.start()
-        self._on_exit(app.stop)
-        self._on_exit(await start_notifier(app, self.fleet))
-        self._on_exit(await start_pinned_cards(app, self.fleet))
+            log.info("bot @%s standing by: another replica leads", app.bot.username)
+
+    async def _on_lease(self, leading: bool) -> None:
+        async with self._switch:
+            if leading and not self._leading:
+                await self._start_leading()
+            elif not leading:
+                await self._stop_leading()
+
+    async def _start_leading(self) -> None:
+        app = self.application
+        assert app is not None and app.updater is not None
+        tg = self.fleet.config.telegram
+        stack = self._leading = AsyncExitStack()
+        try:
+            if tg.mode == "webhook":
+                await self._start_webhook(app)
+            else:
+                await app.updater.start_polling(
+                    drop_pending_updates=False, error_callback=_polling_failed
+                )
+            stack.push_async_callback(_logged(app.updater.stop))
+            await app.start()
+            stack.push_async_callback(_logged(app.stop))
+            stack.push_async_callback(_logged(await start_notifier(app, self.fleet)))
+            stack.push_async_callback(_logged(await start_pinned_cards(app, self.fleet)))
+        except BaseException:
+            await self._stop_leading()
+            raise
         log.info("bot @%s running (%s)", app.bot.username, tg.mode)
+
+    async def _stop_leading(self) -> None:
+        stack, self._leading = self._leading, None
+        if stack is not None:
+            await stack.aclose()
 
     async def _start_webhook(self, app: App) -> None:
         tg = self.fleet.config.telegram
@@ -143,16 +191,8 @@ class BotRunner:
         )
 
     def _on_exit(self, stop: Callable[[], Awaitable[object]]) -> None:
-        """Push `stop` onto the exit stack. A stop that fails is logged and does not keep the
-        ones started before it from running, nor does it fail the shutdown."""
-
-        async def undo() -> None:
-            try:
-                await stop()
-            except Exception:
-                log.exception("stopping the bot: %s failed", getattr(stop, "__name__", stop))
-
-        self._stack.push_async_callback(undo)
+        """Push `stop` onto the exit stack (see `_logged`)."""
+        self._stack.push_async_callback(_logged(stop))
 
     async def aclose(self) -> None:
         """Stop in reverse order of starting; every step runs even if one before it failed.

@@ -57,6 +57,9 @@ if TYPE_CHECKING:
         SystemClock as SystemClock,
         utc as utc,
     )
+    from core.cluster.leadership import (
+        Leadership as Leadership,
+    )
     from core.config import (
         Config as Config,
         TelegramConfig as TelegramConfig,
@@ -84,6 +87,7 @@ if TYPE_CHECKING:
         FleetbotError as FleetbotError,
         InvalidInput as InvalidInput,
         IssueNotFound as IssueNotFound,
+        LeadershipLost as LeadershipLost,
     )
     from core.events import (
         EventBus as EventBus,
@@ -153,6 +157,9 @@ if TYPE_CHECKING:
     from core.store.engines import (
         database_for as database_for,
     )
+    from core.store.lease import (
+        Replica as Replica,
+    )
 
 # public name -> (module, name in that module)
 _WHERE: dict[str, tuple[str, str]] = {
@@ -191,6 +198,9 @@ _WHERE: dict[str, tuple[str, str]] = {
     "CompanyNotFound": ("core.errors", "CompanyNotFound"),
     "InvalidInput": ("core.errors", "InvalidInput"),
     "IssueNotFound": ("core.errors", "IssueNotFound"),
+    "LeadershipLost": ("core.errors", "LeadershipLost"),
+    "Leadership": ("core.cluster.leadership", "Leadership"),
+    "Replica": ("core.store.lease", "Replica"),
     "Clock": ("core.clock", "Clock"),
     "SystemClock": ("core.clock", "SystemClock"),
     "ManualClock": ("core.clock", "ManualClock"),
@@ -286,6 +296,8 @@ __all__ = [
     "IssueStatus",
     "KeyRing",
     "KeyRingFile",
+    "Leadership",
+    "LeadershipLost",
     "ManualClock",
     "MessageLink",
     "MonthCosts",
@@ -301,6 +313,7 @@ __all__ = [
     "QuestionCancelled",
     "QuestionKind",
     "QuestionStatus",
+    "Replica",
     "Roi",
     "Routine",
     "Run",

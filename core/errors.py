@@ -135,6 +135,12 @@ class LeaseConflict(Conflict):
     code = "lease_conflict"
 
 
+class LeadershipLost(Conflict):
+    """A write the leader alone may make, from a replica whose lease another now holds."""
+
+    code = "leadership_lost"
+
+
 class RunNotActive(Conflict):
     code = "run_not_active"
 

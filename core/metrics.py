@@ -46,5 +46,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.leader = Gauge(
+            "fleetbot_leader",
+            "1 while this replica holds the leader's lease, 0 while it stands by.",
+            ["replica"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,6 +12,7 @@ dispatched again, and recorded so the monitors raise recovery_loop.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from core.clock import Clock
@@ -101,6 +102,9 @@ class RunBook:
         self.events = events
         self.defaults = defaults
         self.monitors = monitors  # None: no recovery-loop guard (unit tests of runs alone)
+        # This process's replica id (core.cluster): its runs' turns run here, so a replica
+        # that finds its id gone from the live ones knows whose runs to interrupt.
+        self.replica = ""
 
     async def open(self, conn: Conn, agent: Agent, issue: Issue, now: float) -> Run | None:
         """Open a run on `issue` inside the caller's transaction, or None if the issue is no
@@ -115,7 +119,9 @@ class RunBook:
         if not await issue_store.lease(conn, issue.id, run_id, deadline, now):
             return None
         model = issue.model or agent.model
-        return await run_store.insert(conn, run_id, agent, issue.id, now, deadline, model)
+        return await run_store.insert(
+            conn, run_id, agent, issue.id, now, deadline, model, self.replica
+        )
 
     async def get(self, run_id: str) -> Run:
         async with self.db.write() as conn:  # the writer sees its own latest state
@@ -326,18 +332,19 @@ class RunBook:
         self.events.publish(*events)
         return ids
 
-    async def interrupt_all(self) -> int:
-        """On start: runs left `running` by a previous process are `interrupted`."""
+    async def interrupt_orphans(self, alive: Iterable[str]) -> int:
+        """Runs left `running` by a replica not in `alive` (stopped or killed: its turns
+        died with it) are `interrupted`."""
         now = self.clock.now()
         events: list[Event] = []
         async with self.db.write() as conn:
-            ids = await run_store.live_ids(conn)
+            ids = await run_store.orphan_ids(conn, alive)
             for run_id in ids:
                 run = await run_store.get(conn, run_id)
                 assert run is not None
                 ending = _Ending(
                     RunStatus.INTERRUPTED,
-                    "fleetbot restarted while this run was live",
+                    "the fleetbot process running this run stopped (restarted or killed)",
                     "interrupted",
                     AgentStatus.IDLE,
                     None,

@@ -108,7 +108,8 @@ async def status(call: Call) -> None:
                 counts = down.setdefault(a.company_id, {})
                 counts[a.status.value] = counts.get(a.status.value, 0) + 1
     firing = await firing_by_company(call.desk)
-    await call.reply(render.status_board(boards, firing, call.now, down))
+    replicas = await call.desk.fleet.leadership.replicas()
+    await call.reply(render.status_board(boards, firing, call.now, down, replicas))
 
 
 @guarded("costs")

@@ -23,6 +23,7 @@ from bot.views.html import (
     esc as esc,
     split_html as split_html,
 )
+from bot.views.replicas import replicas_line
 from core import (
     Agent,
     AgentCheck,
@@ -37,6 +38,7 @@ from core import (
     IssueStatus,
     MonthCosts,
     Mute,
+    Replica,
     Run,
     RunStatus,
     RuntimeCheck,
@@ -120,10 +122,13 @@ def status_board(
     firing: dict[str, int],
     now: float,
     unreachable: Mapping[str, Mapping[str, int]] | None = None,
+    replicas: Sequence[Replica] = (),
 ) -> str:
     """/status: one short block per company, sized for one phone screen. `unreachable`
-    counts, per company and status, the agents to show as unreachable instead."""
-    lines = [f"<b>Fleet status</b> · {stamp(now)}"]
+    counts, per company and status, the agents to show as unreachable instead. `replicas`:
+    the replicas of `fleetbot run` alive on a shared store (shown when there is more than one,
+    or none leads)."""
+    lines = [f"<b>Fleet status</b> · {stamp(now)}", *replicas_line(replicas)]
     if not boards:
         lines.append("No companies configured yet: add them under companies: in config.yaml.")
     for b in boards:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -160,6 +161,8 @@ class Outbox:
         self.clock = clock
         self.config = config
         self._listeners: list[Callable[[], None]] = []
+        # The leader's fence (core.cluster.leadership.fenced) once `fleetbot run` has one.
+        self.fence: Callable[[], AbstractContextManager[None]] = nullcontext
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -314,7 +317,12 @@ class Outbox:
         return [_row(r) for r in await outbox_store.in_state(self.db.reader, state)]
 
     async def start(self, row_id: int) -> bool:
-        """Record the attempt before the request goes out (what `reconcile` looks for)."""
+        """Record the attempt before the request goes out (what `reconcile` looks for). Only
+        the leader sends: fenced, so a replica that lost the lease starts no more sends."""
+        with self.fence():
+            return await self._start(row_id)
+
+    async def _start(self, row_id: int) -> bool:
         async with self.db.write() as conn:
             return await outbox_store.start(conn, row_id, self.clock.now())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,10 @@ from core.models import Agent, HeartbeatOutcome, RunStatus
 from core.runtimes import build_runtime
 from core.runtimes.base import Dispatch, RunReporter, Runtime
 from core.service import FleetService
+from core.store.lease import unfenced
 
 log = logging.getLogger(__name__)
+Job = Callable[[], Coroutine[Any, Any, Any]]
 
 RuntimeFactory = Callable[[Agent], Runtime]
 MAX_PENDING = 20  # wakes with news kept per busy agent (one per issue)
@@ -87,8 +89,11 @@ class Scheduler:
         api_url: str,
         sweep_interval: float = 10.0,
         wake_on_assign: bool = True,
+        singleton: Callable[[Job, str], Job] | None = None,
     ) -> None:
         self.service = service
+        # Periodic jobs are the leader's alone among replicas (core.cluster.leadership).
+        self.singleton = singleton or (lambda job, _name: job)
         self.heartbeat = Heartbeat(service, auth, clock)
         self.runtimes = runtimes
         self.clock = clock
@@ -107,9 +112,10 @@ class Scheduler:
         self._unsubscribe: Callable[[], None] | None = None
         self._closed = False
 
-    async def start(self, *, periodic: bool = True) -> None:
-        """Interrupt runs a previous process left behind, listen to events, start sweeping."""
-        interrupted = await self.service.runs.interrupt_all()
+    async def start(self, *, periodic: bool = True, alive: Iterable[str] = ()) -> None:
+        """Interrupt runs a stopped process left behind (any replica's but those `alive`),
+        listen to events, start sweeping."""
+        interrupted = await self.service.runs.interrupt_orphans(alive)
         if interrupted:
             log.warning(
                 "marked %d run(s) left running by a previous process as interrupted", interrupted
@@ -118,7 +124,7 @@ class Scheduler:
         if periodic:
             self._aps = AsyncIOScheduler(timezone="UTC")
             self._aps.add_job(
-                self.tick,
+                self.singleton(self.tick, "sweep"),
                 "interval",
                 seconds=self.sweep_interval,
                 id="sweep",
@@ -134,7 +140,7 @@ class Scheduler:
         """Run `func` every `seconds` on the same scheduler (monitors, outbox, digests)."""
         if self._aps is not None:
             self._aps.add_job(
-                func,
+                self.singleton(func, name),
                 "interval",
                 seconds=seconds,
                 id=name,
@@ -226,7 +232,9 @@ class Scheduler:
             await self._beat(agent_id, forced=True, why=why)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        # Not the leader's work even when a sweep starts it: a run's writes must land after
+        # the lease moved on, so the task does not inherit the sweep's fence.
+        task = asyncio.get_running_loop().create_task(coro, name=name, context=unfenced())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

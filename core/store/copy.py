@@ -36,6 +36,9 @@ from core.store.sqlite import SqliteDatabase
 
 BATCH = 5000  # rows per COPY: a few MB at most, and few round trips
 BOOKKEEPING = "fleetbot_schema"  # PostgreSQL's schema version, not data
+# Not copied: the schema version, and who leads and lives (the source's own processes, gone by
+# the time the target is in use; the target's replicas write their own).
+NOT_DATA = frozenset({BOOKKEEPING, "leader_lease", "replicas"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,7 @@ async def _pg_tables(conn: PgConn) -> dict[str, list[Column]]:
     )
     tables: dict[str, list[Column]] = {}
     for table, name, kind, identity in found:
-        if table != BOOKKEEPING:
+        if table not in NOT_DATA:
             tables.setdefault(table, []).append(Column(name, kind, bool(identity)))
     return tables
 
@@ -195,6 +198,8 @@ async def _same_tables(
     )
     theirs: dict[str, set[str]] = {}
     for (table,) in found:
+        if table in NOT_DATA:
+            continue
         info = await fetch_all(reader, f"PRAGMA table_info({_ident(table)})")
         theirs[table] = {row["name"] for row in info}
     ours = {table: {c.name for c in columns} for table, columns in tables.items()}

@@ -28,6 +28,10 @@ class Database(ABC):
     Use as `async with database(target) as db:` or `await open()`."""
 
     engine: str
+    # Whether other processes may use this database beside this one (replicas of `fleetbot
+    # run` on PostgreSQL); False when this one holds it alone (`fleetbot run` on SQLite, whose
+    # lock file proves every earlier holder dead: core.cluster takes their lease at once).
+    shared = True
 
     @property
     @abstractmethod

@@ -24,24 +24,35 @@ def is_postgres(target: Path | str) -> bool:
 
 
 def database(
-    target: Path | str, *, password: str | None = None, exclusive: bool = False
+    target: Path | str,
+    *,
+    password: str | None = None,
+    exclusive: bool = False,
+    replica: bool = False,
 ) -> Database:
-    """The store at `target`, not yet open. `exclusive`: `fleetbot run`'s, which no second
-    `fleetbot run` may open (a file lock beside SQLite's file, a session lock on PostgreSQL),
-    held from `open()` to `aclose()`."""
+    """The store at `target`, not yet open, held from `open()` to `aclose()` as asked.
+    `exclusive`: no other holder (`fleetbot migrate`). `replica`: `fleetbot run`'s hold —
+    exclusive on SQLite (one process per file: a lock file beside it), shared on PostgreSQL
+    (replicas side by side, one leading: core.cluster)."""
     if is_postgres(target):
         from core.store.postgres import PostgresDatabase
 
-        return PostgresDatabase(str(target), password=password, exclusive=exclusive)
+        return PostgresDatabase(
+            str(target), password=password, exclusive=exclusive, replica=replica
+        )
     from core.store.sqlite import SqliteDatabase
 
     text = str(target)
     path = Path(text[len(SQLITE_SCHEME) :] if text.startswith(SQLITE_SCHEME) else text)
-    return SqliteDatabase(path, exclusive=exclusive)
+    return SqliteDatabase(path, exclusive=exclusive or replica)
 
 
 def database_for(
-    storage: StorageConfig, env: Mapping[str, str] | None = None, *, exclusive: bool = False
+    storage: StorageConfig,
+    env: Mapping[str, str] | None = None,
+    *,
+    exclusive: bool = False,
+    replica: bool = False,
 ) -> Database:
     """The store the config's `storage` section names, its password resolved from `env`."""
     password = None
@@ -52,4 +63,4 @@ def database_for(
                 f"storage.password names {storage.password.describe()}, which is unset or "
                 "empty: set it to the PostgreSQL user's password."
             )
-    return database(storage.target, password=password, exclusive=exclusive)
+    return database(storage.target, password=password, exclusive=exclusive, replica=replica)

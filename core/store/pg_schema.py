@@ -361,4 +361,22 @@ BASELINE = """
 """
 
 # Schema versions after the baseline: MIGRATIONS[n - BASELINE_VERSION] takes version n to n + 1.
-MIGRATIONS: list[str] = []
+MIGRATIONS: list[str] = [
+    # 7 → 8: replicas (core.store.schema's migration 8).
+    """
+    CREATE TABLE leader_lease (
+        name text PRIMARY KEY,
+        holder text NOT NULL,
+        epoch bigint NOT NULL,
+        expires_at double precision NOT NULL
+    );
+    CREATE TABLE replicas (
+        id text PRIMARY KEY,
+        host text NOT NULL,
+        pid bigint NOT NULL,
+        started_at double precision NOT NULL,
+        seen_at double precision NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN replica text NOT NULL DEFAULT '';
+    """,
+]

@@ -29,13 +29,14 @@ import asyncpg
 from core.errors import InstanceLocked, SchemaTooNew, StoreError, StoreUnavailable
 from core.store.conn import Args, Row
 from core.store.db import Database, closed
+from core.store.lease import check_fence
 from core.store.pg_schema import BASELINE, BASELINE_VERSION, MIGRATIONS
 from core.store.schema import SCHEMA_VERSION
 
 # Advisory lock keys (any bigint; these spell "fleetbot" and two suffixes in ASCII).
 WRITE_LOCK = 0x666C656574626F74  # every write transaction, like SQLite's one writer
 MIGRATE_LOCK = WRITE_LOCK + 1  # one process migrates; the others wait and find it done
-INSTANCE_LOCK = WRITE_LOCK + 2  # one `fleetbot run` per database, until replicas land
+INSTANCE_LOCK = WRITE_LOCK + 2  # replicas share it; `fleetbot migrate` holds it alone
 
 WRITE_WAIT_MS = 5000  # how long a write waits for another process's lock (SQLite: the same)
 CONNECT_TIMEOUT = 5.0  # seconds to reach the server before the store is "unavailable"
@@ -239,10 +240,19 @@ class PostgresDatabase(Database):
 
     engine = "postgresql"
 
-    def __init__(self, url: str, *, password: str | None = None, exclusive: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None = None,
+        exclusive: bool = False,
+        replica: bool = False,
+    ) -> None:
         self.url = url
         self._password = password
         self._exclusive = exclusive
+        self._replica = replica
+        self.shared = not exclusive  # a replica's hold is shared
         self._writer: asyncpg.Connection | None = None
         self._readers: asyncpg.Pool | None = None
         self._reader_conn: PgConn | None = None
@@ -286,7 +296,7 @@ class PostgresDatabase(Database):
         if self._writer is not None:
             return self
         try:
-            if self._exclusive:
+            if self._exclusive or self._replica:
                 await self._claim_instance()
             self._writer = await self._connect()
             await self._migrate(self._writer)
@@ -316,12 +326,16 @@ class PostgresDatabase(Database):
         self._readers = self._reader_conn = None
 
     async def _claim_instance(self) -> None:
-        """Hold the database for this process alone (a session lock on a connection of its
-        own, so it dies with the process) or raise InstanceLocked."""
+        """Hold the database (a session lock on a connection of its own, so it dies with the
+        process) or raise InstanceLocked: shared by replicas of `fleetbot run`, which lead and
+        follow by core.cluster's lease; exclusive for `fleetbot migrate`, which no replica may
+        run beside."""
         if self._instance is not None:
             return
-        conn = await self._connect(application_name="fleetbot run")
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", INSTANCE_LOCK):
+        name = "fleetbot run" if self._replica else "fleetbot (exclusive)"
+        conn = await self._connect(application_name=name)
+        how = "pg_try_advisory_lock_shared" if self._replica else "pg_try_advisory_lock"
+        if not await conn.fetchval(f"SELECT {how}($1)", INSTANCE_LOCK):
             # A bigint key shows in pg_locks as its high and low 32 bits.
             holder = await conn.fetchval(
                 "SELECT string_agg(COALESCE(host(a.client_addr), 'local socket') || ' pid '"
@@ -333,10 +347,15 @@ class PostgresDatabase(Database):
                 INSTANCE_LOCK & 0xFFFFFFFF,
             )
             await conn.close()
+            if self._replica:
+                raise InstanceLocked(
+                    f"{self.where} is held exclusively (by `fleetbot migrate`, server session "
+                    f"{holder or 'unknown'}): start `fleetbot run` when it has finished."
+                )
             raise InstanceLocked(
-                f"{self.where} is already in use by another `fleetbot run` (server session "
-                f"{holder or 'unknown'}). Only one may use a database at a time: stop it, or "
-                "give this one another storage.url."
+                f"{self.where} is in use by `fleetbot run` or another `fleetbot migrate` "
+                f"(server session {holder or 'unknown'}): stop every replica first, or "
+                "choose another database."
             )
         self._instance = conn
 
@@ -414,7 +433,9 @@ class PostgresDatabase(Database):
                     raise trouble from exc
                 raise
             try:
-                yield PgConn(raw)
+                conn = PgConn(raw)
+                await check_fence(conn, self.engine)
+                yield conn
                 await raw.execute("COMMIT")
             except BaseException as exc:
                 if not raw.is_closed():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from core.models import Agent, Run, RunStatus
 from core.store import rows
 from core.store.conn import Conn
@@ -33,6 +35,20 @@ async def live_ids(conn: Conn) -> list[str]:
     return [r[0] for r in await fetch_all(conn, "SELECT id FROM runs WHERE status = 'running'")]
 
 
+async def orphan_ids(conn: Conn, alive: Iterable[str]) -> list[str]:
+    """Live runs whose turn no live replica runs (the replica that dispatched it is gone)."""
+    keep = sorted(set(alive))
+    if not keep:
+        return await live_ids(conn)
+    marks = ", ".join("?" * len(keep))
+    found = await fetch_all(
+        conn,
+        f"SELECT id FROM runs WHERE status = 'running' AND replica NOT IN ({marks})",
+        keep,
+    )
+    return [r[0] for r in found]
+
+
 async def overdue_ids(conn: Conn, now: float, limit: int | None = None) -> list[str]:
     """Live runs past their deadline (`limit` None: all of them)."""
     found = await fetch_all(
@@ -60,11 +76,24 @@ async def insert(
     now: float,
     deadline: float,
     model: str,
+    replica: str = "",
 ) -> Run:
     await conn.execute(
         "INSERT INTO runs (id, agent_id, company_id, issue_id, status, started_at, deadline, "
-        "max_turns, model, last_progress_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-        (run_id, agent.id, agent.company_id, issue_id, now, deadline, agent.max_turns, model, now),
+        "max_turns, model, last_progress_at, replica)"
+        " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+        (
+            run_id,
+            agent.id,
+            agent.company_id,
+            issue_id,
+            now,
+            deadline,
+            agent.max_turns,
+            model,
+            now,
+            replica,
+        ),
     )
     run = await get(conn, run_id)
     assert run is not None

@@ -432,6 +432,26 @@ MIGRATIONS: list[str] = [
     -- The digest lists the day's promotions (core.queues.backlog): one action, one window.
     CREATE INDEX audit_action ON audit(action, at);
     """,
+    # Replicas (core.cluster): the one leader's lease, renewed on the database's clock, whose
+    # epoch fences the leader's writes; each replica's last sign of life; the replica whose
+    # process runs each run's turn (a replica starting, or the leader, interrupts only the runs
+    # of replicas gone quiet).
+    """
+    CREATE TABLE leader_lease (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN replica TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

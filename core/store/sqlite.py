@@ -13,6 +13,7 @@ and leaves as it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -25,6 +26,7 @@ import aiosqlite
 from core.errors import SchemaTooNew, StoreError, StoreUnavailable
 from core.store.db import Database, closed, fetch_all
 from core.store.instance import InstanceLock
+from core.store.lease import check_fence
 from core.store.schema import MIGRATIONS, REBUILDS, SCHEMA_VERSION
 from core.store.sqlite_errors import ONLY_WRITES_SHOW, primary, unavailable
 
@@ -65,6 +67,7 @@ class SqliteDatabase(Database):
         self.path = Path(path)
         # Taken before the file is opened at all: a second `fleetbot run` must not touch it.
         self._instance = InstanceLock(self.path) if exclusive else None
+        self.shared = not exclusive
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -168,6 +171,7 @@ class SqliteDatabase(Database):
         async with self._lock:
             await _begin(conn)
             try:
+                await check_fence(conn, self.engine)
                 yield conn
                 await conn.execute("COMMIT")
             except BaseException as exc:
@@ -226,6 +230,14 @@ class SqliteDatabase(Database):
 async def _begin(conn: aiosqlite.Connection) -> None:
     try:
         await conn.execute("BEGIN IMMEDIATE")
+    except asyncio.CancelledError:
+        # The BEGIN runs on the connection's thread whether or not anyone still waits for it
+        # (here, for another process's lock). Left open, the next writer's BEGIN fails with
+        # "cannot start a transaction within a transaction". aiosqlite runs statements in order,
+        # so this ROLLBACK ends it before any later BEGIN, even if we are cancelled again.
+        with contextlib.suppress(sqlite3.OperationalError):  # the BEGIN failed: none to end
+            await conn.execute("ROLLBACK")
+        raise
     except sqlite3.Error as exc:
         if trouble := unavailable(exc):
             raise trouble from exc

@@ -162,14 +162,26 @@ async def test_paused_agent_stays_paused_when_its_run_ends(stack: Stack) -> None
     assert (await stack.service.agent("ali-cto")).status is AgentStatus.PAUSED
 
 
-async def test_interrupt_all_ends_only_live_runs(stack: Stack) -> None:
+async def test_with_no_replica_alive_every_live_run_is_interrupted(stack: Stack) -> None:
     _, done_run = await _dispatch(stack, agent="ali-cto")
     await stack.service.finish_run(done_run.id, "ali-cto", RunOutcome.DONE)
     _, live_a = await _dispatch(stack, agent="ali-ceo")
     _, live_b = await _dispatch(stack, agent="mat-ceo")
-    assert await stack.service.runs.interrupt_all() == 2
-    assert await stack.service.runs.interrupt_all() == 0
+    assert await stack.service.runs.interrupt_orphans(()) == 2
+    assert await stack.service.runs.interrupt_orphans(()) == 0
     for run_id in (live_a.id, live_b.id):
         run = await stack.service.runs.get(run_id)
         assert (run.status, run.reason_code) == (RunStatus.INTERRUPTED, "interrupted")
     assert (await stack.service.runs.get(done_run.id)).status is RunStatus.SUCCEEDED
+
+
+async def test_orphans_are_the_live_runs_of_replicas_no_longer_alive(stack: Stack) -> None:
+    stack.service.runs.replica = "a"
+    _, of_a = await _dispatch(stack, agent="ali-ceo")
+    stack.service.runs.replica = "b"
+    _, of_b = await _dispatch(stack, agent="mat-ceo")
+    assert await stack.service.runs.interrupt_orphans(["a", "b"]) == 0
+    assert await stack.service.runs.interrupt_orphans(["a"]) == 1  # b stopped
+    assert (await stack.service.runs.get(of_b.id)).status is RunStatus.INTERRUPTED
+    assert (await stack.service.runs.get(of_a.id)).status is RunStatus.RUNNING
+    assert (await stack.service.agent("mat-ceo")).status is AgentStatus.IDLE

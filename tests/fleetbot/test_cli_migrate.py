@@ -16,6 +16,7 @@ import store_helpers
 import yaml
 
 from core.store.instance import InstanceLock
+from core.store.schema import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = {
@@ -154,7 +155,8 @@ def test_migrate_then_run_on_postgresql(tmp_path: Path, setup: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     sqlite = setup.parent / "fleet.db"
-    assert lines[0] == f"copied {sqlite} into {url} (schema version 7), in one transaction:"
+    version = f"schema version {SCHEMA_VERSION}"
+    assert lines[0] == f"copied {sqlite} into {url} ({version}), in one transaction:"
     counts = {t: int(n) for t, n in (line.split() for line in lines[1:-3])}
     assert (counts["companies"], counts["agents"], counts["issues"]) == (1, 2, 0)
     assert list(counts) == sorted(counts) and len(counts) == 24

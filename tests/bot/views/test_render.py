@@ -196,3 +196,17 @@ def test_a_run_line_shows_the_runtime_turn_id() -> None:
     )
     assert "turn <code>" not in run_line(run, 20.0)
     assert "turn <code>oc-run-7</code>" in run_line(replace(run, external_id="oc-run-7"), 20.0)
+
+
+def test_status_names_the_replicas_when_there_are_several_or_none_leads() -> None:
+    from core import Replica
+
+    lead = Replica("db1:41:ab12cd", "db1", 41, 0.0, 1.0, True)
+    standby = Replica("db2:77:ef34ab", "db2", 77, 0.0, 1.0, False)
+    assert "Replicas" not in render.status_board([], {}, 0.0, None, [lead])
+    both = render.status_board([], {}, 0.0, None, [lead, standby])
+    assert "Replicas: <code>db1:41:ab12cd</code> leads · <code>db2:77:ef34ab</code> stands by" in (
+        both
+    )
+    alone = render.status_board([], {}, 0.0, None, [standby])
+    assert "none leads right now" in alone

@@ -133,7 +133,7 @@ async def tables(db: Database) -> list[str]:
     rows = await db.fetchall(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
     )
-    return sorted(r[0] for r in rows)
+    return sorted(r[0] for r in rows if r[0] not in copy.NOT_DATA)
 
 
 @pytest.mark.postgres_only

@@ -79,6 +79,7 @@ def test_release_is_idempotent_and_lets_the_next_one_in(tmp_path: Path) -> None:
         InstanceLock(db).acquire()
 
 
+@pytest.mark.sqlite_only  # on PostgreSQL the second is a replica: tests/core/cluster
 async def test_a_second_fleet_on_the_same_database_does_not_start(tmp_path: Path) -> None:
     config = parse_config(
         {

@@ -3,7 +3,8 @@
 Migrations under the advisory lock, refusals that say what to do (a newer schema, a foreign
 database, a wrong password, a missing database, no server), writes serialised across
 processes, the read-only reader, a server that drops sessions, readiness while another session
-holds the write lock, one exclusive `fleetbot run` per database, NUL in text, rowcounts and
+holds the write lock, replicas sharing a database that `fleetbot migrate` holds alone, NUL in
+text, rowcounts and
 RETURNING, and the API's 503 when the store cannot serve. Everything the rest of the suite runs
 on both engines is left to it; SQLite's own trouble is in tests/core/api/test_hostile_clients.py.
 """
@@ -424,27 +425,34 @@ async def test_a_write_cancelled_inside_its_transaction_is_rolled_back(
     assert await db.fetchall("SELECT company_id FROM queue_watch") == []
 
 
-# -- one `fleetbot run` per database -------------------------------------------------------------
+# -- replicas share a database; `fleetbot migrate` holds it alone ----------------------------------
 
 
-async def test_a_second_exclusive_open_is_refused_naming_the_holder(
+async def test_replicas_share_a_database_that_an_exclusive_holder_is_refused(
     tmp_path: Path, admin: asyncpg.Connection
 ) -> None:
     url = store_helpers.storage(tmp_path, "a")["url"]
     elsewhere = store_helpers.storage(tmp_path, "b")["url"]  # the same server, another database
-    async with PostgresDatabase(url, exclusive=True), PostgresDatabase(elsewhere, exclusive=True):
-        (holder,) = await sessions(admin, url, "fleetbot run")
-        (other,) = await sessions(admin, elsewhere, "fleetbot run")
+    async with (
+        PostgresDatabase(url, replica=True),
+        PostgresDatabase(url, replica=True),
+        PostgresDatabase(elsewhere, exclusive=True),
+    ):
+        holders = await sessions(admin, url, "fleetbot run")
+        (other,) = await sessions(admin, elsewhere, "fleetbot (exclusive)")
+        assert len(holders) == 2
         with pytest.raises(InstanceLocked) as refused:
             await PostgresDatabase(url, exclusive=True).open()
         message = refused.value.message
-        assert f"pid {holder}" in message and f"pid {other}" not in message, message
-        assert "storage.url" in message and name_of(url) in message
-        assert await sessions(admin, url, "fleetbot run") == [holder]  # nothing left behind
+        assert all(f"pid {h}" in message for h in holders) and f"pid {other}" not in message
+        assert "stop every replica" in message and name_of(url) in message
+        assert await sessions(admin, url, "fleetbot (exclusive)") == []  # nothing left behind
+        with pytest.raises(InstanceLocked, match="fleetbot migrate"):
+            await PostgresDatabase(elsewhere, replica=True).open()
         async with PostgresDatabase(url) as alongside:  # `fleetbot` commands that are not run
             await add_company(alongside)
-    async with PostgresDatabase(url, exclusive=True) as second:
-        assert await second.scalar("SELECT id FROM companies") == "c1"
+    async with PostgresDatabase(url, exclusive=True) as alone:
+        assert await alone.scalar("SELECT id FROM companies") == "c1"
 
 
 # -- what statements get back --------------------------------------------------------------------

@@ -180,3 +180,31 @@ async def test_closed_store_says_so(tmp_path: Path) -> None:
             pass
     with pytest.raises(StoreError, match="closed"):
         await db.fetchall("SELECT 1")
+
+
+async def test_a_write_cancelled_while_begin_waits_leaves_the_writer_usable(tmp_path: Path) -> None:
+    """A request cancelled (its client gone) while its BEGIN waited for another process's lock:
+    the BEGIN still ran on aiosqlite's thread, and the next write must not find it open."""
+    path = tmp_path / "b.db"
+    AUDIT = "INSERT INTO audit (at, actor, action, result) VALUES (0, ?, 'x', '')"
+    async with SqliteDatabase(path) as db:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+
+            async def write() -> None:
+                async with db.write() as conn:
+                    await conn.execute(AUDIT, ("a",))
+
+            waiting = asyncio.create_task(write())
+            await asyncio.sleep(0.2)  # its BEGIN IMMEDIATE is now busy-waiting on the thread
+            waiting.cancel()
+            await asyncio.sleep(0.1)
+            other.execute("ROLLBACK")  # the lock frees: the abandoned BEGIN now succeeds
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        finally:
+            other.close()
+        async with db.write() as conn:
+            await conn.execute(AUDIT, ("b",))
+        assert await db.scalar("SELECT group_concat(actor) FROM audit") == "b"

@@ -1,0 +1,1 @@
+"""Replicas of `fleetbot run` on one database, one of them leading (core.cluster.leadership)."""
