@@ -32,6 +32,8 @@ from core.store.engines import database_for
 
 log = logging.getLogger(__name__)
 
+ENDED_POLL = 2.0  # seconds: how soon a run ended on another replica stops its turn here
+
 
 class Fleet:
     """Everything `fleetbot run` needs but the bot. `async with Fleet(config, env) as fleet:`."""
@@ -161,6 +163,11 @@ class Fleet:
         self.scheduler.add_job(self.alerts.flush, 1.0, "alerts")
         # The runs of a replica that stopped or was killed are over: its turns died with it.
         self.scheduler.add_job(self._reap_orphans, self.leadership.renew, "orphans")
+        # Every replica: its runs that ended on another replica (no events cross processes).
+        if self.db.shared:
+            self.scheduler.add_job(
+                self.scheduler.stop_ended_elsewhere, ENDED_POLL, "ended", leader_only=False
+            )
         # Routines due while fleetbot was down are caught up now; then every minute.
         if self.periodic:
             await single(self.feeder.tick, "queues")()

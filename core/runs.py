@@ -332,9 +332,16 @@ class RunBook:
         self.events.publish(*events)
         return ids
 
+    async def ended_among(self, run_ids: Iterable[str]) -> dict[str, RunStatus]:
+        """Those of these runs that have ended (on any replica), with how."""
+        return await run_store.ended_among(self.db.reader, run_ids)
+
     async def interrupt_orphans(self, alive: Iterable[str]) -> int:
         """Runs left `running` by a replica not in `alive` (stopped or killed: its turns
         died with it) are `interrupted`."""
+        alive = list(alive)
+        if not await run_store.orphan_ids(self.db.reader, alive):
+            return 0  # the leader asks every few seconds: usually a read, not a write
         now = self.clock.now()
         events: list[Event] = []
         async with self.db.write() as conn:

@@ -135,12 +135,18 @@ class Scheduler:
             self._aps.start()
 
     def add_job(
-        self, func: Callable[[], Coroutine[Any, Any, Any]], seconds: float, name: str
+        self,
+        func: Callable[[], Coroutine[Any, Any, Any]],
+        seconds: float,
+        name: str,
+        *,
+        leader_only: bool = True,
     ) -> None:
-        """Run `func` every `seconds` on the same scheduler (monitors, outbox, digests)."""
+        """Run `func` every `seconds` on the same scheduler (monitors, outbox, digests): on the
+        leader alone unless not `leader_only`."""
         if self._aps is not None:
             self._aps.add_job(
-                self.singleton(func, name),
+                self.singleton(func, name) if leader_only else func,
                 "interval",
                 seconds=seconds,
                 id=name,
@@ -172,6 +178,30 @@ class Scheduler:
             if beat is not None:
                 beats[beat.outcome] = beats.get(beat.outcome, 0) + 1
         return TickReport(len(timed_out), beats)
+
+    async def stop_ended_elsewhere(self) -> int:
+        """Stop the turns of runs this replica dispatched that ended on another one (timed out
+        by the leader, cancelled or finished through another replica's API), as the RunEnded
+        event does for those that end here: WRAP_UP seconds to end on their own (the agent may
+        have finished itself), then cancelled. The polling side of wake-ups between replicas:
+        every few seconds, one read of this replica's live dispatches."""
+        ended = await self.service.runs.ended_among(list(self._dispatches))
+        for run_id, status in ended.items():
+            task = self._dispatches.pop(run_id, None)
+            if task is not None and not task.done():
+                # Only a success or a failure can be the agent's own finish; a timeout, a
+                # cancel or an interruption never is: those stop at once.
+                grace = WRAP_UP if status in (RunStatus.SUCCEEDED, RunStatus.FAILED) else 0.0
+                self._spawn(self._wrap_up(task, grace), f"wrap-up:{run_id[:8]}")
+        return len(ended)
+
+    @staticmethod
+    async def _wrap_up(task: asyncio.Task[Any], grace: float) -> None:
+        if grace > 0:
+            await asyncio.wait([task], timeout=grace)
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def drain(self) -> None:
         """Wait until every wake-up and dispatch started so far has finished."""

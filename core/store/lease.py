@@ -125,7 +125,8 @@ async def seen(
 
 
 async def gone(conn: Conn, replica: str) -> None:
-    """A clean stop: the replica is no longer listed, its runs are already ended."""
+    """A clean stop: the replica is no longer listed, so the leader interrupts the runs its
+    turns were running at its next reaping (or the next `fleetbot run`, if it was the last)."""
     await conn.execute("DELETE FROM replicas WHERE id = ?", (replica,))
 
 

@@ -35,6 +35,18 @@ async def live_ids(conn: Conn) -> list[str]:
     return [r[0] for r in await fetch_all(conn, "SELECT id FROM runs WHERE status = 'running'")]
 
 
+async def ended_among(conn: Conn, run_ids: Iterable[str]) -> dict[str, RunStatus]:
+    """Those of `run_ids` no longer running, with how they ended."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    found = await fetch_all(
+        conn, f"SELECT id, status FROM runs WHERE id IN ({marks}) AND status <> 'running'", ids
+    )
+    return {r[0]: RunStatus(r[1]) for r in found}
+
+
 async def orphan_ids(conn: Conn, alive: Iterable[str]) -> list[str]:
     """Live runs whose turn no live replica runs (the replica that dispatched it is gone)."""
     keep = sorted(set(alive))

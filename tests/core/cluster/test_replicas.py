@@ -91,3 +91,23 @@ async def test_the_standby_takes_over_and_ends_the_stopped_leaders_runs(
             assert (await second.service.issue(issue.id)).lease_run_id == runs[0].id
     finally:
         await first.__aexit__(None, None, None)
+
+
+async def test_a_run_cancelled_on_another_replica_stops_its_turn_where_it_runs(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    config = _config(tmp_path)
+    make_auth(config, clock)
+    async with _replica(config, clock, periodic=False) as leader, _replica(config, clock) as other:
+        await other.service.file_issue(title="t", assignee="ali-cto", actor="o")
+        for _ in range(200):
+            if runs := await other.service.recent_runs("ali-cto"):
+                break
+            await asyncio.sleep(0.01)
+        (run,) = runs
+        turn = other.scheduler._dispatches[run.id]  # the hanging agent's turn, on `other`
+        await leader.service.runs.cancel(run.id, "the owner cancelled it from the phone")
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(turn, return_exceptions=True), 5)
+        assert turn.cancelled() and time.monotonic() - started < 3  # ENDED_POLL 2 s
+        assert run.id not in other.scheduler._dispatches
